@@ -1,0 +1,1 @@
+"""Pieces shared by REINFORCE and OffPolicyPG: episode storage, returns, baselines and losses."""
