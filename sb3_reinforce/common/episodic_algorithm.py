@@ -511,7 +511,9 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         self.policy.optimizer.zero_grad()
         loss.backward()
         grads = [p.grad for p in self.policy.parameters() if p.grad is not None]
-        grad_norm = th.linalg.vector_norm(th.stack([th.linalg.vector_norm(g) for g in grads])) if grads else th.zeros(())
+        grad_norm = (
+            th.linalg.vector_norm(th.stack([th.linalg.vector_norm(g) for g in grads])) if grads else th.zeros(())
+        )
         self._require_finite("gradient", grad_norm)
         if self.max_grad_norm is not None:
             th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)

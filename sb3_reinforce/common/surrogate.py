@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch as th
 
 
-def surrogate_loss(
-    log_prob: th.Tensor, advantages: th.Tensor, step_weights: th.Tensor, n_episodes: int
-) -> th.Tensor:
+def surrogate_loss(log_prob: th.Tensor, advantages: th.Tensor, step_weights: th.Tensor, n_episodes: int) -> th.Tensor:
     """
     ``L = -(1/N) sum_i sum_t w_t log pi(a_t|s_t) A_t``: a mean over episodes and a sum over steps.
 

@@ -60,8 +60,6 @@ def check_number(
         ok = (value >= low if low_inclusive else value > low) and value <= high
     if not ok:
         left = "[" if low_inclusive else "("
-        interval = f"{left}{low}, {high}]" if math.isfinite(high) else (
-            f">= {low}" if low_inclusive else f"> {low}"
-        )
+        interval = f"{left}{low}, {high}]" if math.isfinite(high) else (f">= {low}" if low_inclusive else f"> {low}")
         none = " or None" if allow_none else ""
         raise ValueError(f"{name}={value!r} is not allowed: it must be a finite number {interval}{none}")

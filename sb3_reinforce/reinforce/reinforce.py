@@ -185,7 +185,9 @@ class REINFORCE(EpisodicPolicyGradient):
         return True
 
     @staticmethod
-    def _assemble_batch(steps: list[Any], slots: np.ndarray, truncated: np.ndarray, terminal: list[Any]) -> EpisodeBatch:
+    def _assemble_batch(
+        steps: list[Any], slots: np.ndarray, truncated: np.ndarray, terminal: list[Any]
+    ) -> EpisodeBatch:
         """
         Gather the batch episodes' steps from the ``(T, n_envs)`` record into the flat episode layout.
 
