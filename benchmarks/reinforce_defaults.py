@@ -19,18 +19,24 @@ import statistics
 import time
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 
 from sb3_reinforce import REINFORCE
 
 
 class StopWhenSolved(BaseCallback):
-    """Stop training once the mean return of the last ``window`` training episodes reaches ``threshold``."""
+    """Record when the mean return of the last ``window`` training episodes first reaches ``threshold``.
 
-    def __init__(self, threshold: float, window: int = 20):
+    Training stops there unless ``keep_going`` is set (to measure the final return at the full budget).
+    """
+
+    def __init__(self, threshold: float, window: int = 20, keep_going: bool = False):
         super().__init__()
-        self.threshold, self.window = threshold, window
+        self.threshold, self.window, self.keep_going = threshold, window, keep_going
         self.returns: list[float] = []
         self.solved_at: int | None = None
 
@@ -38,19 +44,27 @@ class StopWhenSolved(BaseCallback):
         for info in self.locals["infos"]:
             if "episode" in info:
                 self.returns.append(info["episode"]["r"])
-        if len(self.returns) >= self.window and np.mean(self.returns[-self.window :]) >= self.threshold:
+        solved = len(self.returns) >= self.window and np.mean(self.returns[-self.window :]) >= self.threshold
+        if solved and self.solved_at is None:
             self.solved_at = self.num_timesteps
-            return False
-        return True
+        return self.keep_going or self.solved_at is None
 
 
-def run(settings: dict[str, Any], seed: int, budget: int, env_id: str, threshold: float) -> tuple[int | None, float]:
-    """Train one model; return (steps to solve or None, wall time)."""
+def run(
+    settings: dict[str, Any], seed: int, budget: int, env_id: str, threshold: float, final_eval: bool
+) -> tuple[int | None, float, float | None]:
+    """Train one model; return (steps to solve or None, wall time, final evaluation return or None)."""
     model = REINFORCE("MlpPolicy", env_id, seed=seed, **settings)
-    callback = StopWhenSolved(threshold)
+    callback = StopWhenSolved(threshold, keep_going=final_eval)
     start = time.perf_counter()
     model.learn(budget, callback=callback)
-    return callback.solved_at, time.perf_counter() - start
+    wall = time.perf_counter() - start
+    final = None
+    if final_eval:
+        eval_env = Monitor(gym.make(env_id))
+        eval_env.reset(seed=seed + 1000)
+        final = float(evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)[0])  # type: ignore[arg-type]
+    return callback.solved_at, wall, final
 
 
 def main() -> None:
@@ -59,16 +73,18 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=100_000)
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--threshold", type=float, default=475.0)
-    parser.add_argument("--grid", default="main", choices=["main", "baselines"])
+    parser.add_argument("--grid", default="main", choices=["main", "candidates", "baselines"])
+    parser.add_argument(
+        "--final-eval", action="store_true", help="train the whole budget and evaluate 10 episodes at the end"
+    )
     parser.add_argument("--quick", action="store_true", help="two settings, one seed, 10k steps")
     parser.add_argument("--out", default="benchmarks/results/reinforce_defaults.json")
     args = parser.parse_args()
 
     if args.grid == "main":
-        grid = [
-            dict(learning_rate=lr, n_episodes=n)
-            for lr, n in itertools.product([3e-3, 1e-2, 3e-2], [4, 8, 16])
-        ]
+        grid = [dict(learning_rate=lr, n_episodes=n) for lr, n in itertools.product([3e-3, 1e-2, 3e-2], [4, 8, 16])]
+    elif args.grid == "candidates":
+        grid = [dict(learning_rate=lr, n_episodes=n) for lr, n in [(1e-2, 8), (1e-2, 16), (3e-2, 4), (3e-2, 8)]]
     else:
         grid = [
             dict(baseline=b, normalize_advantage=norm)
@@ -79,21 +95,23 @@ def main() -> None:
 
     rows = []
     for settings in grid:
-        results = [run(settings, seed, args.budget, args.env, args.threshold) for seed in args.seeds]
-        steps = [s if s is not None else args.budget for s, _ in results]
+        results = [run(settings, seed, args.budget, args.env, args.threshold, args.final_eval) for seed in args.seeds]
+        steps = [s if s is not None else args.budget for s, _, _ in results]
         row = dict(
             settings=settings,
             env=args.env,
             seeds=args.seeds,
-            steps_to_solve=[s for s, _ in results],
+            steps_to_solve=[s for s, _, _ in results],
+            final_eval=[f for _, _, f in results],
             median_steps=statistics.median(steps),
-            solved=sum(s is not None for s, _ in results),
-            mean_wall_s=statistics.mean(w for _, w in results),
+            solved=sum(s is not None for s, _, _ in results),
+            mean_wall_s=statistics.mean(w for _, w, _ in results),
         )
         rows.append(row)
         print(
             f"{settings}: median steps {row['median_steps']:.0f} (unsolved counted as budget "
-            f"{args.budget}), solved {row['solved']}/{len(args.seeds)}, wall {row['mean_wall_s']:.1f}s",
+            f"{args.budget}), solved {row['solved']}/{len(args.seeds)}, wall {row['mean_wall_s']:.1f}s"
+            + (f", final eval {row['final_eval']}" if args.final_eval else ""),
             flush=True,
         )
     out = pathlib.Path(args.out)

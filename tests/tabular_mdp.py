@@ -50,7 +50,7 @@ fixed-horizon MDP and against a large Monte-Carlo sample of the random-length MD
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import gymnasium as gym
 import numpy as np
@@ -58,6 +58,7 @@ import torch as th
 from gymnasium import spaces
 
 Gradient = tuple[th.Tensor, th.Tensor]
+Array = Union[np.ndarray, th.Tensor]
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,12 @@ class TabularMDP:
     # Exact quantities (float64 torch)
     # ----------------------------------------------------------------------------------------
     def _tensors(self) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        as64 = {"dtype": th.float64}
-        return th.tensor(self.init, **as64), th.tensor(self.transitions, **as64), th.tensor(self.rewards, **as64)
+        f64 = th.float64
+        return (
+            th.tensor(self.init, dtype=f64),
+            th.tensor(self.transitions, dtype=f64),
+            th.tensor(self.rewards, dtype=f64),
+        )
 
     @staticmethod
     def policy(weight: th.Tensor, bias: th.Tensor) -> th.Tensor:
@@ -131,15 +136,13 @@ class TabularMDP:
         eye = th.eye(self.n_states, dtype=th.float64)
         return th.linalg.solve((eye - discount * p_pi).T, init)
 
-    def exact_gradient(self, weight: np.ndarray | th.Tensor, bias: np.ndarray | th.Tensor, gamma: float) -> Gradient:
+    def exact_gradient(self, weight: Array, bias: Array, gamma: float) -> Gradient:
         """``grad J_gamma`` with respect to ``(weight, bias)``, by autograd of the linear solve."""
         w, b = _leaf(weight), _leaf(bias)
         grad_w, grad_b = th.autograd.grad(self.objective(w, b, gamma), (w, b))
         return grad_w, grad_b
 
-    def expected_estimate_kappa(
-        self, weight: np.ndarray | th.Tensor, bias: np.ndarray | th.Tensor, gamma: float, kappa: float
-    ) -> Gradient:
+    def expected_estimate_kappa(self, weight: Array, bias: Array, gamma: float, kappa: float) -> Gradient:
         """``sum_s d_kappa(s) sum_a grad pi(a|s) Q_gamma(s, a)`` (``d`` and ``Q`` held constant)."""
         w, b = _leaf(weight), _leaf(bias)
         with th.no_grad():
@@ -151,8 +154,8 @@ class TabularMDP:
 
     def expected_estimate(
         self,
-        weight: np.ndarray | th.Tensor,
-        bias: np.ndarray | th.Tensor,
+        weight: Array,
+        bias: Array,
         gamma: float,
         reward_to_go: bool,
         unbiased_discount: bool,
@@ -163,7 +166,8 @@ class TabularMDP:
         ``lambda_t = gamma^t`` if ``unbiased_discount`` else 1; ``Ĝ_t`` is the reward-to-go or the
         whole discounted return.  See the module docstring for the derivation.
         """
-        return self.expected_estimate_kappa(weight, bias, gamma, estimate_kappa(gamma, reward_to_go, unbiased_discount))
+        kappa = estimate_kappa(gamma, reward_to_go, unbiased_discount)
+        return self.expected_estimate_kappa(weight, bias, gamma, kappa)
 
 
 def estimate_kappa(gamma: float, reward_to_go: bool, unbiased_discount: bool) -> float:
@@ -171,10 +175,13 @@ def estimate_kappa(gamma: float, reward_to_go: bool, unbiased_discount: bool) ->
     return (gamma if unbiased_discount else 1.0) * (1.0 if reward_to_go else gamma)
 
 
-def _leaf(x: np.ndarray | th.Tensor) -> th.Tensor:
-    return th.as_tensor(np.asarray(x, dtype=np.float64) if not isinstance(x, th.Tensor) else x.detach()).to(
-        th.float64
-    ).clone().requires_grad_(True)
+def _leaf(x: Array) -> th.Tensor:
+    return (
+        th.as_tensor(np.asarray(x, dtype=np.float64) if not isinstance(x, th.Tensor) else x.detach())
+        .to(th.float64)
+        .clone()
+        .requires_grad_(True)
+    )
 
 
 def flat_gradient(gradient: Gradient) -> np.ndarray:
@@ -258,7 +265,7 @@ class TabularEnv(gym.Env[np.ndarray, np.int64]):
     returned then is all zeros.  Rewards are ``R[s, a]`` plus Gaussian noise.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012 (gymnasium declares it as an instance attribute)
 
     def __init__(self, mdp: TabularMDP) -> None:
         super().__init__()
@@ -279,7 +286,7 @@ class TabularEnv(gym.Env[np.ndarray, np.int64]):
             obs[state] = 1.0
         return obs
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None) -> tuple[np.ndarray, dict]:
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         self._state = int(self.np_random.choice(self.mdp.n_states, p=self.mdp.init))
         return self._obs(self._state), {}

@@ -33,8 +33,14 @@ def leave_one_out_baseline(returns: np.ndarray, lengths: np.ndarray, reward_to_g
     returns = np.asarray(returns, dtype=np.float64)
     fill = 0.0 if reward_to_go else returns[episode_offsets(lengths)]
     padded = pad_episodes(returns, lengths, fill)
-    others = (padded.sum(axis=0, keepdims=True) - padded) / (n_episodes - 1)
+    # Sum the other episodes directly (not "total minus own", which would let a huge own return leak in).
+    others = _others_matrix(n_episodes) @ padded / (n_episodes - 1)
     return unpad_episodes(others, lengths)
+
+
+def _others_matrix(n_episodes: int) -> np.ndarray:
+    """``(N, N)`` matrix with 0 on the diagonal and 1 elsewhere: row ``i`` sums the episodes ``j != i``."""
+    return 1.0 - np.eye(n_episodes)
 
 
 def optimal_baseline(score_sq_norms: np.ndarray, returns: np.ndarray) -> np.ndarray:
@@ -56,9 +62,10 @@ def optimal_baseline(score_sq_norms: np.ndarray, returns: np.ndarray) -> np.ndar
     n_episodes = len(returns)
     if n_episodes < 2:
         raise ValueError(f"the optimal baseline needs at least 2 episodes, got {n_episodes}")
-    numerator = (weights * returns).sum() - weights * returns
-    denominator = weights.sum() - weights
-    mean_of_others = (returns.sum() - returns) / (n_episodes - 1)
+    others = _others_matrix(n_episodes)
+    numerator = others @ (weights * returns)
+    denominator = others @ weights
+    mean_of_others = others @ returns / (n_episodes - 1)
     defined = denominator > 0
     return np.where(defined, numerator / np.where(defined, denominator, 1.0), mean_of_others)
 

@@ -7,6 +7,7 @@ fixed-size ``RolloutBuffer``; these algorithms collect whole episodes instead, s
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from collections.abc import Sequence
@@ -170,7 +171,8 @@ class EpisodicPolicyGradient(BaseAlgorithm):
             seed=seed,
             use_sde=False,
         )
-        self._check_action_space(self.action_space)
+        # SB3's load() builds the model without an env, hence without an action space yet.
+        self._check_action_space(getattr(self, "action_space", None))
         self.rollout_buffer = None
         self._time_limited: np.ndarray | None = None
         if _init_setup_model:
@@ -517,7 +519,7 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         self._require_finite("gradient", grad_norm)
         if self.max_grad_norm is not None:
             th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-        self.policy.optimizer.step()
+        self._guarded_step()
         self._n_updates += 1
         self.logger.record("train/policy_loss", policy_loss.item())
         self.logger.record("train/value_loss", value_loss.item())
@@ -528,6 +530,37 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         return float(grad_norm)
+
+    def _guarded_step(self) -> None:
+        """
+        ``optimizer.step()``, undone if it makes a parameter non-finite (e.g. a huge learning rate).
+
+        The parameters and the optimiser state are restored before :class:`NonFiniteLossError` is raised.
+        """
+        optimizer = self.policy.optimizer
+        parameters = list(self.policy.parameters())
+        saved_parameters = [p.detach().clone() for p in parameters]
+        saved_state = copy.deepcopy(optimizer.state_dict())
+        error: Exception | None = None
+        try:
+            optimizer.step()
+        except RuntimeError as exc:  # e.g. an overflow inside the optimiser
+            error = exc
+        if error is None and all(bool(th.isfinite(p).all()) for p in parameters):
+            return
+        with th.no_grad():
+            for parameter, saved in zip(parameters, saved_parameters):
+                parameter.copy_(saved)
+        optimizer.load_state_dict(saved_state)
+        raise NonFiniteLossError(
+            "the parameters became non-finite (NaN or inf) in the optimiser step; the step was undone and the "
+            "parameters and optimiser state are unchanged. Lower the learning rate or set max_grad_norm."
+        ) from error
+
+    def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
+        # A cycle of whole episodes can overshoot the budget; schedules never see a negative progress.
+        super()._update_current_progress_remaining(num_timesteps, total_timesteps)
+        self._current_progress_remaining = max(0.0, self._current_progress_remaining)
 
     def _log_value_fit(self, values: th.Tensor, returns: np.ndarray) -> None:
         """Log how much of the returns' variance the value head explains (value baseline only)."""

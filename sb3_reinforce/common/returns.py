@@ -60,19 +60,28 @@ def discounted_returns(rewards: np.ndarray, lengths: np.ndarray, gamma: float, r
     return np.repeat(to_go[episode_offsets(lengths)], np.asarray(lengths, dtype=np.int64))
 
 
-def discount_weights(lengths: np.ndarray, gamma: float, unbiased_discount: bool) -> np.ndarray:
+def discount_weights(
+    lengths: np.ndarray, gamma: float, unbiased_discount: bool, reward_to_go: bool = True
+) -> np.ndarray:
     """
     The per-step factor ``lambda_t`` of SPEC §4.
 
+    ``unbiased_discount=True`` asks for an unbiased estimate of the gradient of
+    ``J_gamma = E[sum_t gamma^t r_t]``.  With reward-to-go, ``Ĝ_t`` discounts from step ``t``, so the
+    missing ``gamma^t`` is put back: ``lambda_t = gamma^t``.  Without reward-to-go, ``Ĝ_t = R(tau)`` is
+    already discounted from the start of the episode and ``sum_t grad log pi(a_t|s_t) R(tau)`` is
+    unbiased for ``grad J_gamma`` as it is, so ``lambda_t = 1`` (a further ``gamma^t`` would give an
+    estimator of neither ``grad J_gamma`` nor the surrogate).
+
     :param lengths: Episode lengths, shape ``(N,)``.
     :param gamma: Discount factor in ``[0, 1]``.
-    :param unbiased_discount: If True, ``lambda_t = gamma^t`` (the update is then an unbiased
-        estimate of the gradient of the discounted objective); if False, ``lambda_t = 1``
-        (the common discounted surrogate).
+    :param unbiased_discount: Whether the update must be unbiased for ``grad J_gamma``; if False,
+        ``lambda_t = 1`` (with reward-to-go: the common discounted surrogate).
+    :param reward_to_go: Whether ``Ĝ_t`` is the reward-to-go (see above).
     :return: ``lambda_t``, float64, shape ``(M,)``.
     """
     steps = time_index(lengths)
-    if not unbiased_discount:
+    if not (unbiased_discount and reward_to_go):
         return np.ones(len(steps), dtype=np.float64)
     return np.power(float(gamma), steps.astype(np.float64))
 

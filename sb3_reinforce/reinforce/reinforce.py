@@ -47,9 +47,11 @@ class REINFORCE(EpisodicPolicyGradient):
         returns. All leave the gradient unbiased.
     :param reward_to_go: If True, the log-probability of action ``a_t`` is weighted by the
         discounted rewards from step ``t`` on; if False, by the episode's whole discounted return.
-    :param unbiased_discount: If True, step ``t``'s term is multiplied by ``gamma^t``, which makes
-        the update an unbiased estimate of the gradient of ``E[sum_t gamma^t r_t]``; if False
-        (common practice), it estimates the gradient of the usual discounted surrogate.
+    :param unbiased_discount: If True, with reward-to-go, step ``t``'s term is multiplied by
+        ``gamma^t``, which makes the update an unbiased estimate of the gradient of
+        ``E[sum_t gamma^t r_t]``; if False (common practice), it estimates the gradient of the usual
+        discounted surrogate.  Without reward-to-go the whole return is already discounted from the
+        episode's start and the update is unbiased for that gradient with either setting.
     :param normalize_advantage: Standardise ``Ĝ_t - b_t`` over all steps of the batch (this
         rescales the gradient by a batch-dependent factor: no longer unbiased, often faster).
     :param ent_coef: Entropy coefficient of the loss.
@@ -124,13 +126,15 @@ class REINFORCE(EpisodicPolicyGradient):
             device=device,
             _init_setup_model=_init_setup_model,
         )
+        self._envs_just_reset = False
 
     def collect_rollouts(self, env: VecEnv, callback: BaseCallback) -> bool:
         """
         Collect one batch of ``n_episodes`` complete episodes (SPEC §2) into ``self.rollout_buffer``.
 
-        Every env is reset.  Each env's episode gets a batch slot in order of its start (ties
-        broken by env index) until ``n_episodes`` slots are taken; steps of episodes without a
+        Every env starts a fresh episode: the envs are reset (unless SB3 has just reset them at the
+        start of ``learn()``, and no step was taken since).  Each env's episode gets a batch slot in
+        order of its start (ties broken by env index) until ``n_episodes`` slots are taken; steps of episodes without a
         slot are simulated but unused (counted in ``num_timesteps`` and logged as
         ``rollout/unused_steps``).  Collection ends when every batch episode has ended.
 
@@ -141,8 +145,10 @@ class REINFORCE(EpisodicPolicyGradient):
         self.policy.set_training_mode(False)
         n_envs, n_episodes = env.num_envs, self.n_episodes
         callback.on_rollout_start()
-        self._last_obs = env.reset()  # type: ignore[assignment]
-        self._last_episode_starts = np.ones(n_envs, dtype=bool)
+        if not self._envs_just_reset:
+            self._last_obs = env.reset()  # type: ignore[assignment]
+            self._last_episode_starts = np.ones(n_envs, dtype=bool)
+        self._envs_just_reset = False
 
         # slot[e]: batch episode that env e is running, or -1 when its steps are unused.
         slot = np.where(np.arange(n_envs) < n_episodes, np.arange(n_envs), -1)
@@ -216,6 +222,24 @@ class REINFORCE(EpisodicPolicyGradient):
             log_probs=log_probs,
         )
 
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        observations_before = self._last_obs
+        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        # When SB3 has just reset the envs, the first collection starts from that reset rather than
+        # resetting again: a second reset would not use the seeds given to set_random_seed().
+        self._envs_just_reset = self._last_obs is not observations_before
+        return result
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_envs_just_reset"]
+
     def train(self) -> None:
         """One optimiser step on the REINFORCE loss of SPEC §4 over the collected batch."""
         batch = self.rollout_buffer
@@ -228,7 +252,9 @@ class REINFORCE(EpisodicPolicyGradient):
         advantages = th.as_tensor(returns - baselines, device=self.device)
         if self.normalize_advantage:
             advantages = standardize(advantages)
-        weights = th.as_tensor(discount_weights(batch.lengths, self.gamma, self.unbiased_discount), device=self.device)
+        weights = th.as_tensor(
+            discount_weights(batch.lengths, self.gamma, self.unbiased_discount, self.reward_to_go), device=self.device
+        )
         policy_loss = surrogate_loss(log_prob, advantages, weights, batch.n_episodes)
 
         self._apply_update(policy_loss, self._value_loss(values, returns), self._entropy_loss(entropy, log_prob))

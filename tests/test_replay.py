@@ -1,0 +1,475 @@
+"""Replay one REINFORCE update: the applied step equals SPEC §3-5 recomputed independently from the batch.
+
+For each configuration, ``learn(total_timesteps=1)`` runs one collect-then-update cycle with SGD
+(no momentum).  A callback snapshots the parameters in ``_on_rollout_end`` (after collection,
+before the update); ``model.rollout_buffer`` is the batch the update used.  The test then rebuilds
+the loss of SPEC §4 from that batch with deliberately slow, obviously-correct Python loops and
+none of the library's estimator functions:
+
+- returns: a backward ``G = r + gamma G`` loop per episode (reward-to-go) or ``sum_t gamma^t r_t``;
+- truncated episodes (``TimeLimit``) bootstrapped with ``r_{T-1} += gamma V(s_T)`` only with the
+  value baseline (SPEC §3);
+- baselines: leave-one-out mean per (episode, time step) with the SPEC's fill past an episode's
+  end; the optimal baseline from per-episode score norms, each from its own forward and backward
+  pass; the value head;
+- advantage standardisation (mean 0, sample std with ddof=1, ``+1e-8``: the library's documented
+  convention, as in SB3's PPO), ``lambda_t``, the mean over episodes, entropy and value terms, and
+  gradient-norm clipping (torch's ``clip_grad_norm_`` rule, ``max_norm / (norm + 1e-6)``).
+
+The forward pass is written by hand from the policy's modules (features extractor, mlp extractor,
+action/value heads) on a float64 copy of the policy, and the expected update ``-lr * grad`` is
+compared with the float32 update the library applied: ``rtol=1e-5, atol=1e-6``.  The batch itself
+is checked too: episode layout, ``truncated`` flags against the env's terminal observations, and
+the stored behaviour log-probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium.wrappers import TimeLimit
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_reinforce import REINFORCE
+from tests.tabular_mdp import FIXED_HORIZON, TabularEnv, fixed_horizon_mdp, random_length_mdp
+
+th.set_num_threads(1)
+
+LEARNING_RATE = 0.1
+TIME_LIMIT = 3
+TABULAR_NET: dict[str, Any] = {"net_arch": {"pi": [], "vf": []}}
+
+
+class SnapshotCallback(BaseCallback):
+    """Keep the parameters and the batch as they are when collection ends (before the update)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.params: dict[str, th.Tensor] | None = None
+        self.batch: Any = None
+        self.n_rollouts = 0
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.n_rollouts += 1
+        self.params = {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}
+        self.batch = getattr(self.model, "rollout_buffer", None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Configurations
+# ----------------------------------------------------------------------------------------------
+def fixed_horizon_env() -> gym.Env:
+    return TabularEnv(fixed_horizon_mdp())
+
+
+def random_length_env() -> gym.Env:
+    return TabularEnv(random_length_mdp())
+
+
+def time_limited_env() -> gym.Env:
+    return TimeLimit(TabularEnv(random_length_mdp()), max_episode_steps=TIME_LIMIT)
+
+
+def vec_time_limited_env() -> DummyVecEnv:
+    return DummyVecEnv([time_limited_env for _ in range(3)])
+
+
+def cartpole_env() -> gym.Env:
+    return gym.make("CartPole-v1", max_episode_steps=12)
+
+
+@dataclass(frozen=True)
+class Config:
+    id: str
+    make_env: Callable[[], Any]
+    kwargs: dict[str, Any]
+    policy_kwargs: dict[str, Any] = field(default_factory=lambda: dict(TABULAR_NET))
+    n_episodes: int = 8
+    expect_truncations: bool = False
+    expect_clipping: bool = False
+
+
+CONFIGS = [
+    Config("fh-none-rtg", fixed_horizon_env, {"baseline": "none", "gamma": 0.9}),
+    Config(
+        "fh-none-wholereturn-unbiased",
+        fixed_horizon_env,
+        {"baseline": "none", "gamma": 0.9, "reward_to_go": False, "unbiased_discount": True},
+    ),
+    Config(
+        "rl-mean-rtg-unbiased",
+        random_length_env,
+        {"baseline": "mean", "gamma": 0.9, "unbiased_discount": True},
+    ),
+    Config(
+        "rl-mean-wholereturn",
+        random_length_env,
+        {"baseline": "mean", "gamma": 0.9, "reward_to_go": False},
+    ),
+    Config("rl-optimal-rtg", random_length_env, {"baseline": "optimal", "gamma": 0.9}),
+    Config(
+        "rl-optimal-wholereturn-unbiased",
+        random_length_env,
+        {"baseline": "optimal", "gamma": 0.8, "reward_to_go": False, "unbiased_discount": True},
+    ),
+    Config("rl-value-rtg", random_length_env, {"baseline": "value", "gamma": 0.9, "vf_coef": 0.7}),
+    Config(
+        "tl-value-rtg-bootstrap",
+        time_limited_env,
+        {"baseline": "value", "gamma": 0.9, "vf_coef": 0.5},
+        expect_truncations=True,
+    ),
+    Config(
+        "tl-value-wholereturn-unbiased-bootstrap",
+        time_limited_env,
+        {"baseline": "value", "gamma": 0.8, "reward_to_go": False, "unbiased_discount": True},
+        expect_truncations=True,
+    ),
+    Config(
+        "tl-none-no-bootstrap",
+        time_limited_env,
+        {"baseline": "none", "gamma": 0.9},
+        expect_truncations=True,
+    ),
+    Config(
+        "tl-mean-no-bootstrap",
+        time_limited_env,
+        {"baseline": "mean", "gamma": 1.0},
+        expect_truncations=True,
+    ),
+    Config(
+        "rl-mean-normalize",
+        random_length_env,
+        {"baseline": "mean", "gamma": 0.9, "normalize_advantage": True},
+    ),
+    Config(
+        "rl-value-normalize-entropy",
+        random_length_env,
+        {
+            "baseline": "value",
+            "gamma": 0.95,
+            "normalize_advantage": True,
+            "ent_coef": 0.05,
+            "unbiased_discount": True,
+        },
+    ),
+    Config("rl-none-entropy", random_length_env, {"baseline": "none", "gamma": 1.0, "ent_coef": 0.1}),
+    Config(
+        "rl-optimal-clip",
+        random_length_env,
+        {"baseline": "optimal", "gamma": 0.9, "max_grad_norm": 0.05},
+        expect_clipping=True,
+    ),
+    Config(
+        "vec3-tl-value",
+        vec_time_limited_env,
+        {"baseline": "value", "gamma": 0.9, "ent_coef": 0.01},
+        n_episodes=5,
+        expect_truncations=True,
+    ),
+    Config("vec3-tl-mean-unbiased", vec_time_limited_env, {"baseline": "mean", "gamma": 0.9}, n_episodes=7),
+    Config(
+        "cartpole-mlp-value-everything",
+        cartpole_env,
+        {
+            "baseline": "value",
+            "gamma": 0.95,
+            "unbiased_discount": True,
+            "normalize_advantage": True,
+            "ent_coef": 0.01,
+            "max_grad_norm": 0.5,
+        },
+        policy_kwargs={"net_arch": [8]},
+        n_episodes=4,
+        expect_truncations=True,
+    ),
+    Config(
+        "cartpole-mlp-optimal",
+        cartpole_env,
+        {"baseline": "optimal", "gamma": 0.95},
+        policy_kwargs={"net_arch": [8]},
+        n_episodes=4,
+    ),
+    Config(
+        "cartpole-mlp-mean-wholereturn",
+        cartpole_env,
+        {"baseline": "mean", "gamma": 0.9, "reward_to_go": False, "ent_coef": 0.02},
+        policy_kwargs={"net_arch": {"pi": [8, 8], "vf": [8]}},
+        n_episodes=3,
+    ),
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# The independent reference
+# ----------------------------------------------------------------------------------------------
+def forward(policy: ActorCriticPolicy, observations: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """``(logits, values)`` by hand from the policy's modules, in the modules' dtype."""
+    features = policy.features_extractor(observations)
+    latent_pi, latent_vf = policy.mlp_extractor(features)
+    return policy.action_net(latent_pi), policy.value_net(latent_vf).flatten()
+
+
+def split(values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    out, start = [], 0
+    for length in lengths:
+        out.append(values[start : start + int(length)])
+        start += int(length)
+    return out
+
+
+@dataclass
+class Reference:
+    deltas: dict[str, np.ndarray]
+    grad_norm: float
+    log_probs: np.ndarray
+    bootstrapped: int
+
+
+def reference_update(
+    policy32: ActorCriticPolicy, params: dict[str, th.Tensor], batch: Any, kwargs: dict[str, Any]
+) -> Reference:
+    """The SPEC §4 update ``-lr * clip(grad L)`` recomputed in float64 from the batch."""
+    gamma = float(kwargs["gamma"])
+    baseline = kwargs.get("baseline", "mean")
+    reward_to_go = kwargs.get("reward_to_go", True)
+    unbiased = kwargs.get("unbiased_discount", False)
+    normalize = kwargs.get("normalize_advantage", False)
+    ent_coef = float(kwargs.get("ent_coef", 0.0))
+    vf_coef = float(kwargs.get("vf_coef", 0.5))
+    max_grad_norm = kwargs.get("max_grad_norm")
+
+    # A fresh policy of the same class and constructor arguments (as SB3's ``BasePolicy.load`` does).
+    policy = type(policy32)(**policy32._get_constructor_parameters()).to(th.float64)
+    policy.load_state_dict(params)
+    named = dict(policy.named_parameters())
+
+    lengths = [int(x) for x in batch.lengths]
+    n_episodes = len(lengths)
+    obs = th.as_tensor(np.asarray(batch.observations), dtype=th.float64)
+    actions = th.as_tensor(np.asarray(batch.actions)).long().reshape(-1)
+    logits, values = forward(policy, obs)
+    log_pi_all = th.log_softmax(logits, dim=-1)
+    log_prob = log_pi_all[th.arange(len(actions)), actions]
+    entropy = -(log_pi_all.exp() * log_pi_all).sum(dim=-1)
+
+    # Rewards, with the value bootstrap of truncated episodes (value baseline only).
+    flat_rewards = np.asarray(batch.rewards, dtype=np.float64)
+    rewards = [list(map(float, ep)) for ep in split(flat_rewards, batch.lengths)]
+    bootstrapped = 0
+    if baseline == "value":
+        for i in range(n_episodes):
+            if bool(batch.truncated[i]):
+                terminal = th.as_tensor(np.asarray(batch.terminal_observations[i]), dtype=th.float64)[None]
+                with th.no_grad():
+                    _, v_terminal = forward(policy, terminal)
+                rewards[i][-1] += gamma * float(v_terminal[0])
+                bootstrapped += 1
+
+    # Returns Ĝ_t.
+    returns: list[list[float]] = []
+    whole_returns: list[float] = []
+    for ep in rewards:
+        total = 0.0
+        for t, r in enumerate(ep):
+            total += gamma**t * r
+        whole_returns.append(total)
+        if reward_to_go:
+            g, to_go = 0.0, [0.0] * len(ep)
+            for t in reversed(range(len(ep))):
+                g = ep[t] + gamma * g
+                to_go[t] = g
+            returns.append(to_go)
+        else:
+            returns.append([total] * len(ep))
+
+    # Baselines b_t.
+    baselines: list[list[float]] = []
+    if baseline == "none":
+        baselines = [[0.0] * length for length in lengths]
+    elif baseline == "mean":
+        for i in range(n_episodes):
+            b_i = []
+            for t in range(lengths[i]):
+                acc = 0.0
+                for j in range(n_episodes):
+                    if j == i:
+                        continue
+                    if t < lengths[j]:
+                        acc += returns[j][t]
+                    else:
+                        acc += 0.0 if reward_to_go else whole_returns[j]
+                b_i.append(acc / (n_episodes - 1))
+            baselines.append(b_i)
+    elif baseline == "optimal":
+        sq_norms = []
+        ep_obs = split(np.asarray(batch.observations), batch.lengths)
+        ep_actions = split(actions.numpy(), batch.lengths)
+        for i in range(n_episodes):
+            ep_logits, _ = forward(policy, th.as_tensor(ep_obs[i], dtype=th.float64))
+            ep_log_pi = th.log_softmax(ep_logits, dim=-1)
+            ep_log_prob = ep_log_pi[th.arange(lengths[i]), th.as_tensor(ep_actions[i])]
+            grads = th.autograd.grad(ep_log_prob.sum(), list(named.values()), allow_unused=True)
+            sq_norms.append(sum(float((g**2).sum()) for g in grads if g is not None))
+        for i in range(n_episodes):
+            num = sum(sq_norms[j] * whole_returns[j] for j in range(n_episodes) if j != i)
+            den = sum(sq_norms[j] for j in range(n_episodes) if j != i)
+            assert den > 0
+            baselines.append([num / den] * lengths[i])
+    elif baseline == "value":
+        baselines = [list(map(float, ep)) for ep in split(values.detach().numpy(), batch.lengths)]
+    else:
+        raise AssertionError(baseline)
+
+    advantages = [returns[i][t] - baselines[i][t] for i in range(n_episodes) for t in range(lengths[i])]
+    if normalize:
+        mean = sum(advantages) / len(advantages)
+        std = (sum((a - mean) ** 2 for a in advantages) / (len(advantages) - 1)) ** 0.5
+        advantages = [(a - mean) / (std + 1e-8) for a in advantages]
+    # lambda_t = gamma^t only with reward-to-go: R(tau) is already discounted from the episode start.
+    step_weights = [gamma**t if unbiased and reward_to_go else 1.0 for length in lengths for t in range(length)]
+    coefficient = th.tensor([w * a for w, a in zip(step_weights, advantages)], dtype=th.float64)
+
+    loss = -(coefficient * log_prob).sum() / n_episodes
+    loss = loss - ent_coef * entropy.mean()
+    if baseline == "value":
+        targets = th.tensor([g for ep in returns for g in ep], dtype=th.float64)
+        loss = loss + vf_coef * ((values - targets) ** 2).mean()
+
+    grads = th.autograd.grad(loss, list(named.values()), allow_unused=True)
+    grads_np = {
+        name: (np.zeros(tuple(p.shape)) if g is None else g.numpy().copy())
+        for (name, p), g in zip(named.items(), grads)
+    }
+    norm = float(np.sqrt(sum((g**2).sum() for g in grads_np.values())))
+    scale = 1.0
+    if max_grad_norm is not None:
+        scale = min(1.0, float(max_grad_norm) / (norm + 1e-6))
+    deltas = {name: -LEARNING_RATE * scale * g for name, g in grads_np.items()}
+    return Reference(deltas, norm, log_prob.detach().numpy(), bootstrapped)
+
+
+# ----------------------------------------------------------------------------------------------
+# The test
+# ----------------------------------------------------------------------------------------------
+def _set_initial_params(model: REINFORCE, seed: int) -> None:
+    """Non-trivial starting parameters for both heads (N(0, 0.8^2) policy logits, N(0, 1) value head)."""
+    policy = model.policy
+    gen = th.Generator().manual_seed(seed)
+    with th.no_grad():
+        for p in policy.action_net.parameters():
+            p.copy_(0.8 * th.randn(p.shape, generator=gen))
+        for p in policy.value_net.parameters():
+            p.copy_(th.randn(p.shape, generator=gen))
+
+
+def check_batch(batch: Any, config: Config) -> None:
+    """The batch is laid out as SPEC §2/§7 say, and consistent with the env's dynamics."""
+    lengths = np.asarray(batch.lengths)
+    n = config.n_episodes
+    m = int(lengths.sum())
+    assert lengths.shape == (n,) and np.all(lengths >= 1)
+    obs = np.asarray(batch.observations)
+    assert obs.shape[0] == m and np.asarray(batch.actions).reshape(-1).shape == (m,)
+    assert np.asarray(batch.rewards).shape == (m,) and np.asarray(batch.rewards).dtype == np.float64
+    assert np.asarray(batch.log_probs).shape == (m,)
+    truncated = np.asarray(batch.truncated)
+    assert truncated.shape == (n,) and truncated.dtype == bool
+    terminal = np.asarray(batch.terminal_observations)
+    assert terminal.shape == (n, *obs.shape[1:])
+    if config.make_env is fixed_horizon_env:
+        assert np.all(lengths == FIXED_HORIZON)
+        # Time is part of the state: step t of every episode is in layer t.
+        layers = np.argmax(obs, axis=1) // (obs.shape[1] // FIXED_HORIZON)
+        np.testing.assert_array_equal(layers, np.concatenate([np.arange(length) for length in lengths]))
+    if config.make_env in (time_limited_env, vec_time_limited_env):
+        # Terminated episodes end in the all-zero observation, truncated ones in a one-hot state.
+        np.testing.assert_array_equal(truncated, terminal.sum(axis=1) == 1.0)
+        assert np.all(lengths <= TIME_LIMIT) and np.all(lengths[truncated] == TIME_LIMIT)
+    if config.make_env in (fixed_horizon_env, random_length_env, time_limited_env, vec_time_limited_env):
+        # Every step's observation is a one-hot state, and episodes end where the env said.
+        assert np.all(obs.sum(axis=1) == 1.0)
+    if config.make_env in (fixed_horizon_env, random_length_env):
+        assert not truncated.any() and not terminal.any()
+    if config.expect_truncations:
+        assert truncated.any()
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.id for c in CONFIGS])
+def test_update_replays_spec(config: Config) -> None:
+    env = config.make_env()
+    model = REINFORCE(
+        "MlpPolicy",
+        env,
+        learning_rate=LEARNING_RATE,
+        n_episodes=config.n_episodes,
+        policy_kwargs={**config.policy_kwargs, "optimizer_class": th.optim.SGD, "ortho_init": False},
+        seed=7,  # a seed whose time-limited batches contain truncated episodes (asserted in check_batch)
+        device="cpu",
+        **config.kwargs,
+    )
+    _set_initial_params(model, seed=5)
+    callback = SnapshotCallback()
+    model.learn(total_timesteps=1, callback=callback)
+
+    assert callback.n_rollouts == 1 and callback.params is not None
+    batch = model.rollout_buffer
+    assert batch is callback.batch
+    check_batch(batch, config)
+
+    ref = reference_update(model.policy, callback.params, batch, config.kwargs)
+    # The stored behaviour log-probabilities are those of the snapshot policy.
+    behaviour = np.asarray(batch.log_probs, dtype=np.float64)
+    np.testing.assert_allclose(behaviour, ref.log_probs, rtol=1e-5, atol=1e-6)
+    if config.expect_truncations and config.kwargs["baseline"] == "value":
+        assert ref.bootstrapped > 0
+    if config.expect_clipping:
+        assert ref.grad_norm > 2 * config.kwargs["max_grad_norm"]
+    elif "max_grad_norm" not in config.kwargs:
+        assert ref.grad_norm > 1e-3  # a non-trivial update
+
+    after = dict(model.policy.named_parameters())
+    for name, expected in ref.deltas.items():
+        actual = (after[name].detach().double() - callback.params[name].double()).numpy()
+        message = f"{config.id}: parameter {name}"
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6, err_msg=message)
+
+
+def test_reference_has_teeth() -> None:
+    """The reference is sensitive to the details it checks: ddof, bootstrapping and the episode mean."""
+    config = next(c for c in CONFIGS if c.id == "tl-value-rtg-bootstrap")
+    model = REINFORCE(
+        "MlpPolicy",
+        config.make_env(),
+        learning_rate=LEARNING_RATE,
+        n_episodes=config.n_episodes,
+        policy_kwargs={**config.policy_kwargs, "optimizer_class": th.optim.SGD, "ortho_init": False},
+        seed=123,
+        device="cpu",
+        **config.kwargs,
+    )
+    _set_initial_params(model, seed=5)
+    callback = SnapshotCallback()
+    model.learn(total_timesteps=1, callback=callback)
+    assert callback.params is not None
+    after = dict(model.policy.named_parameters())
+    actual = {k: (after[k].detach().double() - callback.params[k].double()).numpy() for k in after}
+
+    def matches(kwargs: dict[str, Any]) -> bool:
+        ref = reference_update(model.policy, callback.params, model.rollout_buffer, kwargs)  # type: ignore[arg-type]
+        return all(np.allclose(actual[k], ref.deltas[k], rtol=1e-5, atol=1e-6) for k in actual)
+
+    assert matches(config.kwargs)
+    assert not matches({**config.kwargs, "gamma": 0.89})
+    assert not matches({**config.kwargs, "vf_coef": 0.45})
+    assert not matches({**config.kwargs, "baseline": "none"})  # no bootstrap, no value loss
