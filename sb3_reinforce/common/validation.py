@@ -1,4 +1,4 @@
-"""Checks of constructor arguments, each raising a ``ValueError`` that names the parameter, the value and what is allowed."""
+"""Checks of constructor arguments: each raises a ``ValueError`` naming the parameter, the value and what is allowed."""
 
 from __future__ import annotations
 
