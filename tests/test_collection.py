@@ -14,12 +14,13 @@ import pytest
 import torch as th
 from gymnasium.wrappers import TimeLimit
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_reinforce import REINFORCE
 from sb3_reinforce.common.episodes import EpisodeBatch
 from sb3_reinforce.common.errors import EpisodeTooLongError
+from tests.log_capture import MemoryWriter
 
 NEVER_ENDING_ID = "sb3_reinforce_tests/NeverEnding-v0"
 
@@ -69,19 +70,6 @@ def make_vec_env(scripts, time_limits=None):
         return make
 
     return DummyVecEnv([factory(i) for i in range(len(scripts))])
-
-
-class MemoryWriter(KVWriter):
-    """Keeps every dump in memory."""
-
-    def __init__(self):
-        self.dumps: list[dict] = []
-
-    def write(self, key_values, key_excluded, step=0):
-        self.dumps.append(dict(key_values))
-
-    def close(self):
-        pass
 
 
 class BatchRecorder(BaseCallback):

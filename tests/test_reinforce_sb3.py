@@ -23,25 +23,13 @@ from stable_baselines3.common.envs import (
     SimpleMultiObsEnv,
 )
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from sb3_reinforce import REINFORCE
 from sb3_reinforce.common.episodes import EpisodeBatch
-
-
-class MemoryWriter(KVWriter):
-    """Keeps every dump in memory."""
-
-    def __init__(self):
-        self.dumps: list[dict] = []
-
-    def write(self, key_values, key_excluded, step=0):
-        self.dumps.append(dict(key_values))
-
-    def close(self):
-        pass
+from tests.log_capture import MemoryWriter
 
 
 def params_of(model):
