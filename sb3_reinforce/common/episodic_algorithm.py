@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+import gymnasium
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from gymnasium.wrappers import TimeLimit
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import (
@@ -278,8 +278,11 @@ class EpisodicPolicyGradient(BaseAlgorithm):
     def _env_time_limits(self, env: VecEnv) -> np.ndarray:
         """Which envs end their episodes with a ``TimeLimit`` (computed once per env)."""
         if self._time_limited is None or len(self._time_limited) != env.num_envs:
+            # Looked up now, not at import: rl-zoo3 replaces gymnasium.wrappers.TimeLimit by a subclass
+            # when it is imported, and the class is sent by name to subprocess envs.
+            time_limit = gymnasium.wrappers.TimeLimit
             try:
-                self._time_limited = np.asarray(env.env_is_wrapped(TimeLimit), dtype=bool)
+                self._time_limited = np.asarray(env.env_is_wrapped(time_limit), dtype=bool)
             except (AttributeError, NotImplementedError):
                 self._time_limited = np.zeros(env.num_envs, dtype=bool)
         return self._time_limited
