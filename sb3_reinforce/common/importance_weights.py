@@ -1,0 +1,169 @@
+"""Importance weights of SPEC §6 (off-policy policy gradient), for all episodes of a batch at once.
+
+Episodes are in the flat layout of :mod:`sb3_reinforce.common.episodes`.  Everything that runs
+along time (cumulative products, discounted sums) works on the padded ``(N, max T)`` matrix, one
+array operation per quantity: there is no Python loop over steps.
+
+Notation (SPEC §6): ``mu`` is the behaviour policy that sampled a step, ``pi`` the policy being
+trained, ``rho_t = pi(a_t|s_t) / mu(a_t|s_t)``, ``rhō_t = min(rho_t, c)`` with ``c`` the
+truncation level, ``w_t = prod_{k <= t} rhō_k`` the per-decision weight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sb3_reinforce.common.episodes import episode_offsets, pad_episodes, unpad_episodes
+from sb3_reinforce.common.returns import reward_to_go as discounted_reward_to_go
+
+
+def importance_ratios(log_prob: np.ndarray, behaviour_log_prob: np.ndarray) -> np.ndarray:
+    """
+    ``rho_t = pi(a_t|s_t) / mu(a_t|s_t)``, computed as ``exp(log pi - log mu)`` in float64.
+
+    :param log_prob: ``log pi(a_t|s_t)`` under the current parameters, shape ``(M,)``.
+    :param behaviour_log_prob: ``log mu(a_t|s_t)``, recorded when the step was sampled, shape ``(M,)``.
+    :return: Ratios, float64, shape ``(M,)`` (``inf`` where ``mu`` is so small that the ratio overflows).
+    """
+    difference = np.asarray(log_prob, dtype=np.float64) - np.asarray(behaviour_log_prob, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        return np.exp(difference)
+
+
+def truncated_ratios(ratios: np.ndarray, truncation: float | None) -> np.ndarray:
+    """
+    ``rhō_t = min(rho_t, c)``; no truncation when ``c`` is None.
+
+    :param ratios: ``rho_t``, shape ``(M,)``.
+    :param truncation: The level ``c > 0``, or None.
+    :return: Truncated ratios, float64, shape ``(M,)``.
+    """
+    ratios = np.asarray(ratios, dtype=np.float64)
+    if truncation is None:
+        return ratios.copy()
+    return np.minimum(ratios, float(truncation))
+
+
+def truncated_fraction(ratios: np.ndarray, truncation: float | None) -> float:
+    """
+    Fraction of the steps whose ratio the truncation lowered (``rho_t > c``).
+
+    :param ratios: ``rho_t`` before truncation, shape ``(M,)``.
+    :param truncation: The level ``c``, or None (then 0).
+    :return: A number in ``[0, 1]`` (0 for an empty batch).
+    """
+    ratios = np.asarray(ratios, dtype=np.float64)
+    if truncation is None or ratios.size == 0:
+        return 0.0
+    return float(np.mean(ratios > truncation))
+
+
+def per_decision_weights(ratios: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """
+    ``w_t = prod_{k <= t} rhō_k``: the product of the ratios of the episode's actions up to step ``t``.
+
+    :param ratios: (Truncated) ratios ``rhō_t`` in the flat episode layout, shape ``(M,)``.
+    :param lengths: Episode lengths, shape ``(N,)``.
+    :return: Weights, float64, shape ``(M,)``.
+    """
+    ratios = np.asarray(ratios, dtype=np.float64)
+    if ratios.size == 0:
+        return ratios.copy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        return unpad_episodes(np.cumprod(pad_episodes(ratios, lengths, 1.0), axis=1), lengths)
+
+
+def per_decision_returns(
+    rewards: np.ndarray, weights: np.ndarray, lengths: np.ndarray, gamma: float, reward_to_go: bool
+) -> np.ndarray:
+    """
+    Importance-weighted return ``Ĝ^w_t`` of the per-decision estimator: each reward carries the
+    weight of the latest action that it, or the score at ``t``, depends on.
+
+    - ``reward_to_go=True`` (SPEC §6): ``Ĝ^w_t = sum_{t' >= t} gamma^(t'-t) w_t' r_t'``.
+    - ``reward_to_go=False``: the whole discounted return, reweighted reward by reward,
+      ``Ĝ^w_t = sum_t' gamma^t' w_{max(t, t')} r_t'``, that is
+      ``w_t sum_{t' < t} gamma^t' r_t' + sum_{t' >= t} gamma^t' w_t' r_t'``.
+
+    With all weights 1 this is SPEC §3's ``Ĝ_t`` in both cases.
+
+    :param rewards: Per-step rewards (bootstrapped where SPEC §3 says so), shape ``(M,)``.
+    :param weights: Per-decision weights ``w_t``, shape ``(M,)``.
+    :param lengths: Episode lengths, shape ``(N,)``.
+    :param gamma: Discount factor in ``[0, 1]``.
+    :param reward_to_go: Which of the two estimators above.
+    :return: ``Ĝ^w_t``, float64, shape ``(M,)``.
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    if reward_to_go or rewards.size == 0:
+        return discounted_reward_to_go(weights * rewards, lengths, gamma)
+    horizon = int(np.max(lengths))
+    discounts = np.power(float(gamma), np.arange(horizon, dtype=np.float64))[None, :]
+    padded_rewards = pad_episodes(rewards, lengths, 0.0) * discounts
+    padded_weights = pad_episodes(weights, lengths, 1.0)
+    before = np.cumsum(padded_rewards, axis=1) - padded_rewards
+    after = np.cumsum((padded_weights * padded_rewards)[:, ::-1], axis=1)[:, ::-1]
+    return unpad_episodes(padded_weights * before + after, lengths)
+
+
+def per_decision_mean_baseline(weighted_returns: np.ndarray, lengths: np.ndarray, reward_to_go: bool) -> np.ndarray:
+    """
+    Leave-one-out mean baseline of the per-decision estimator: ``b^i_t = 1/(B-1) sum_{j != i} Ĝ^{w,j}_t``.
+
+    It enters the loss as ``w^i_t b^i_t``.  Past the end of episode ``j``, ``Ĝ^{w,j}_t`` continues its
+    own definition: 0 with reward-to-go, ``w_{T-1} R(tau_j)`` (its value at the last step) without.
+    With all weights 1 this is SPEC §5's ``"mean"`` baseline.  ``b^i`` uses no action of episode
+    ``i``, so the gradient stays unbiased.
+
+    :param weighted_returns: ``Ĝ^w_t`` of every step, shape ``(M,)``.
+    :param lengths: Episode lengths, shape ``(B,)``, with ``B >= 2``.
+    :param reward_to_go: Whether ``weighted_returns`` are rewards-to-go (see above).
+    :return: Baseline ``b_t``, float64, shape ``(M,)``.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n_episodes = len(lengths)
+    if n_episodes < 2:
+        raise ValueError(f"the leave-one-out baseline needs at least 2 episodes, got {n_episodes}")
+    weighted_returns = np.asarray(weighted_returns, dtype=np.float64)
+    fill = 0.0 if reward_to_go else weighted_returns[episode_offsets(lengths) + lengths - 1]
+    padded = pad_episodes(weighted_returns, lengths, fill)
+    others = (padded.sum(axis=0, keepdims=True) - padded) / (n_episodes - 1)
+    return unpad_episodes(others, lengths)
+
+
+def per_decision_value_targets(weighted_returns: np.ndarray, weights: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """
+    Value-head targets of the per-decision estimator: ``Ĝ^w_t / w_t``.
+
+    This is the return from ``s_t`` with each later reward weighted by the ratios of the actions
+    between ``t`` and that reward, an estimate of ``pi``'s return from ``s_t``; the value baseline
+    enters the loss as ``w_t V(s_t)``, so this is the quantity it should match.  Where ``w_t``
+    underflowed to 0 (the step then contributes nothing to the policy gradient) ``fallback`` is used.
+
+    :param weighted_returns: ``Ĝ^w_t``, shape ``(M,)``.
+    :param weights: ``w_t``, shape ``(M,)``.
+    :param fallback: Target where ``w_t = 0``, e.g. the unweighted ``Ĝ_t``, shape ``(M,)``.
+    :return: Targets, float64, shape ``(M,)``.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    targets = np.array(fallback, dtype=np.float64)
+    np.divide(np.asarray(weighted_returns, dtype=np.float64), weights, out=targets, where=weights > 0)
+    return targets
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """
+    Kish's effective sample size ``(sum w)^2 / sum w^2`` of importance weights.
+
+    It equals the number of weights when they are all equal and drops towards 1 as one weight
+    dominates.
+
+    :param weights: Non-negative weights, any shape.
+    :return: The effective sample size (0 for no weights or all-zero weights).
+    """
+    weights = np.asarray(weights, dtype=np.float64).ravel()
+    squares = float(np.sum(weights**2))
+    if weights.size == 0 or squares == 0.0:
+        return 0.0
+    return float(np.sum(weights)) ** 2 / squares

@@ -1,0 +1,11 @@
+"""Policies of OffPolicyPG: SB3's actor-critic policies, under the names SB3 users know.
+
+They are the same classes as REINFORCE's.  The value head is used only by ``baseline="value"``;
+with any other baseline it is built but never trained.
+"""
+
+from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
+
+MlpPolicy = ActorCriticPolicy
+CnnPolicy = ActorCriticCnnPolicy
+MultiInputPolicy = MultiInputActorCriticPolicy
