@@ -299,6 +299,17 @@ def test_guard_for_unregistered_env_names_its_index():
         model.learn(1)
 
 
+def test_guard_recognises_time_limits_after_rl_zoo3_replaced_the_class():
+    """rl-zoo3 swaps gymnasium.wrappers.TimeLimit for a subclass when imported; envs wrapped with either count."""
+    import rl_zoo3.gym_patches  # noqa: F401  (the import is the patch)
+
+    for wrapper in (TimeLimit, gym.wrappers.TimeLimit):  # the class imported by this module, and the current one
+        env = DummyVecEnv([lambda wrapper=wrapper: wrapper(ScriptedEnv(0, None), 80)])
+        model = make_model(env, 1, max_episode_steps=50)
+        model.learn(1)
+        assert model.rollout_buffer.lengths.tolist() == [80]
+
+
 def test_guard_does_not_fire_for_time_limited_env():
     # 80-step episodes cut by a TimeLimit are fine even though they are longer than the guard
     env = make_vec_env([None, None], time_limits=[80, 80])

@@ -47,6 +47,21 @@ SUPPORTED_ACTION_SPACES: tuple[type[spaces.Space], ...] = (
 )
 
 
+def _time_limit_classes() -> list[type]:
+    """
+    ``TimeLimit`` classes to test envs against, most general first.
+
+    rl-zoo3 replaces ``gymnasium.wrappers.TimeLimit`` by a subclass when it is imported.  gymnasium's
+    original class matches envs wrapped before and after that; but it can no longer be pickled by name
+    (for subprocess envs), where the current class is the one to send.
+    """
+    current = gymnasium.wrappers.TimeLimit
+    originals = [
+        cls for cls in current.__mro__ if cls.__name__ == "TimeLimit" and cls.__module__.startswith("gymnasium")
+    ]
+    return [*originals[-1:], current] if originals and originals[-1] is not current else [current]
+
+
 @dataclass
 class EnvStep:
     """
@@ -278,13 +293,13 @@ class EpisodicPolicyGradient(BaseAlgorithm):
     def _env_time_limits(self, env: VecEnv) -> np.ndarray:
         """Which envs end their episodes with a ``TimeLimit`` (computed once per env)."""
         if self._time_limited is None or len(self._time_limited) != env.num_envs:
-            # Looked up now, not at import: rl-zoo3 replaces gymnasium.wrappers.TimeLimit by a subclass
-            # when it is imported, and the class is sent by name to subprocess envs.
-            time_limit = gymnasium.wrappers.TimeLimit
-            try:
-                self._time_limited = np.asarray(env.env_is_wrapped(time_limit), dtype=bool)
-            except (AttributeError, NotImplementedError):
-                self._time_limited = np.zeros(env.num_envs, dtype=bool)
+            self._time_limited = np.zeros(env.num_envs, dtype=bool)
+            for time_limit in _time_limit_classes():
+                try:
+                    self._time_limited = np.asarray(env.env_is_wrapped(time_limit), dtype=bool)
+                    break
+                except Exception:  # e.g. the class cannot be pickled to subprocess envs
+                    continue
         return self._time_limited
 
     def _check_episode_lengths(self, env: VecEnv, episode_steps: np.ndarray, watched: np.ndarray) -> None:
