@@ -317,12 +317,18 @@ def test_vec_normalize_stores_raw_data_and_normalises_when_sampling() -> None:
 
 
 def test_save_load_and_continue_identically(tmp_path: Any) -> None:
+    """
+    SPEC §7.  Both models reset their env when they continue (``learn()``'s default
+    ``reset_num_timesteps=True``): a loaded model cannot resume an episode that was running in
+    another env object, so "not stopping" is compared with the env reset (docs/offpolicy_pg.md).
+    """
+
     def make_env() -> DummyVecEnv:
         # CartPole keeps no state across resets (CounterEnv numbers its episodes), so a fresh env
         # seeded the same way behaves as the old one after its reset.
         return DummyVecEnv([lambda: gym.make("CartPole-v1")] * 2)
 
-    model = small_model(make_env(), learning_rate=3e-3, n_episodes=3)
+    model = small_model(make_env(), learning_rate=3e-3, n_episodes=3, truncation=2.0, importance_weights="per_step")
     model.learn(300)
     model.save(tmp_path / "model")
     model.save_replay_buffer(tmp_path / "buffer")
@@ -331,6 +337,17 @@ def test_save_load_and_continue_identically(tmp_path: Any) -> None:
     assert "_running" not in data and "replay_buffer" not in data
 
     loaded = OffPolicyPG.load(tmp_path / "model", env=make_env())
+    for attr in (
+        "importance_weights",
+        "truncation",
+        "batch_episodes",
+        "buffer_size",
+        "gradient_steps",
+        "n_episodes",
+        "num_timesteps",
+        "_n_updates",
+    ):
+        assert getattr(loaded, attr) == getattr(model, attr), attr
     assert loaded.replay_buffer is not None and loaded.replay_buffer.n_episodes == 0
     loaded.load_replay_buffer(tmp_path / "buffer")
     assert loaded.replay_buffer.n_added == model.replay_buffer.n_added
