@@ -36,14 +36,16 @@ Run on CartPole-v1 and Acrobot-v1 (one torch thread; ``--threads`` to change it)
 ``tables``
     Print the markdown tables of ``docs/offpolicy_pg.md`` from the JSON results.
 
-Commands behind ``docs/offpolicy_pg.md``::
+Commands behind ``docs/offpolicy_pg.md`` (``B=benchmarks/offpolicy_defaults.py``)::
 
-    python benchmarks/offpolicy_defaults.py --part learning --envs CartPole-v1 --seeds 0 1 2 --tag cartpole
-    python benchmarks/offpolicy_defaults.py --part learning --envs Acrobot-v1 --seeds 0 1 2 --lrs 0.01 --tag acrobot
-    python benchmarks/offpolicy_defaults.py --part gradients --envs CartPole-v1 Acrobot-v1 --seeds 0 1 2
-    python benchmarks/offpolicy_defaults.py --part memory
-    python benchmarks/offpolicy_defaults.py --part tables
-    python benchmarks/offpolicy_defaults.py --quick                # smoke run of every part, a few minutes
+    python $B --part learning --envs CartPole-v1 --seeds 0 1 2 --tag cartpole
+    python $B --part learning --envs Acrobot-v1 --seeds 0 1 2 --lrs 0.01 --tag acrobot
+    python $B --part learning --envs Acrobot-v1 --seeds 0 1 2 --lrs 0.003 --tag acrobot_lr0.003
+    python $B --part learning --envs CartPole-v1 Acrobot-v1 --seeds 3 4 5 --grid confirm --tag confirm
+    python $B --part gradients --envs CartPole-v1 Acrobot-v1 --seeds 0 1 2
+    python $B --part memory
+    python $B --part tables
+    python $B --quick                # smoke run of every part, a few minutes
 
 Every line is printed as soon as it is measured; the rows are written as JSON to
 ``benchmarks/results/offpolicy_defaults_<part>[_<tag>].json``.
@@ -94,6 +96,38 @@ REUSE: dict[str, dict[str, Any]] = {
     "gs4 buf=2k": {"gradient_steps": 4, "buffer_size": 2_000, "learning_rates": [1e-2]},
     "gs4 buf=10k": {"gradient_steps": 4, "buffer_size": 10_000, "learning_rates": [1e-2, 3e-3]},
     "gs8 buf=10k": {"gradient_steps": 8, "buffer_size": 10_000, "learning_rates": [1e-2, 3e-3]},
+}
+
+#: The best candidates of the grid, run again on new seeds (``--grid confirm``).
+CONFIRM: dict[str, dict[str, Any]] = {
+    "per_step c=1 | gs4 buf=2k | lr=0.01": {
+        "importance_weights": "per_step",
+        "truncation": 1.0,
+        "gradient_steps": 4,
+        "buffer_size": 2_000,
+        "learning_rate": 1e-2,
+    },
+    "per_step c=1 | gs1 buf=2k | lr=0.01": {
+        "importance_weights": "per_step",
+        "truncation": 1.0,
+        "gradient_steps": 1,
+        "buffer_size": 2_000,
+        "learning_rate": 1e-2,
+    },
+    "per_step c=1 | gs4 buf=10k | lr=0.003": {
+        "importance_weights": "per_step",
+        "truncation": 1.0,
+        "gradient_steps": 4,
+        "buffer_size": 10_000,
+        "learning_rate": 3e-3,
+    },
+    "per_decision c=None | gs4 buf=2k | lr=0.01": {
+        "importance_weights": "per_decision",
+        "truncation": None,
+        "gradient_steps": 4,
+        "buffer_size": 2_000,
+        "learning_rate": 1e-2,
+    },
 }
 
 #: Fixed for the whole study (chosen by short trials, see docs/offpolicy_pg.md).
@@ -395,19 +429,33 @@ def memory(capacity: int = 100_000) -> list:
 
 def tables() -> None:
     """Print the markdown tables of docs/offpolicy_pg.md from the JSON results."""
-    for path in sorted(RESULTS.glob("offpolicy_defaults_learning*.json")):
-        if "quick" in path.name:
-            continue
-        rows = json.loads(path.read_text())
-        print(f"\n{path.name}\n")
-        print("| env | estimator | reuse | lr | median steps to solve | solved | mean final return |")
-        print("|---|---|---|---|---|---|---|")
-        for row in rows:
-            estimator, reuse, lr = (part.strip() for part in row["setting"].split("|"))
-            print(
-                f"| {row['env']} | {estimator} | {reuse} | {lr.removeprefix('lr=')} | {row['median_steps']:.0f} "
-                f"| {row['solved']}/{len(row['seeds'])} | {np.mean(row['final_returns']):.0f} |"
-            )
+
+    def steps(value: int | None) -> str:
+        return "–" if value is None else f"{value:,}".replace(",", " ")
+
+    learning_files = sorted(p for p in RESULTS.glob("offpolicy_defaults_learning*.json") if "quick" not in p.name)
+    for confirm in (False, True):
+        for env_id in ENVS:
+            rows = [
+                row
+                for path in learning_files
+                if ("confirm" in path.name) == confirm
+                for row in json.loads(path.read_text())
+                if row["env"] == env_id
+            ]
+            if not rows:
+                continue
+            print(f"\n{env_id}{' (confirmation seeds)' if confirm else ''}\n")
+            print("| estimator | reuse | lr | steps to solve per seed | median | solved | mean final return |")
+            print("|---|---|---|---|---|---|---|")
+            for row in rows:
+                estimator, reuse, lr = (part.strip() for part in row["setting"].split("|"))
+                per_seed = ", ".join(steps(v) for v in row["steps_to_solve"])
+                median = steps(int(row["median_steps"])) if row["solved"] * 2 > len(row["seeds"]) else "–"
+                print(
+                    f"| {estimator} | {reuse} | {lr.removeprefix('lr=')} | {per_seed} | {median} "
+                    f"| {row['solved']}/{len(row['seeds'])} | {np.mean(row['final_returns']):.0f} |"
+                )
     path = RESULTS / "offpolicy_defaults_gradients.json"
     if path.exists():
         rows = json.loads(path.read_text())
@@ -434,6 +482,7 @@ def main() -> None:
     parser.add_argument("--probe-episodes", type=int, default=160, help="episodes per age in the gradient probe")
     parser.add_argument("--chunk", type=int, default=8, help="episodes per estimate in the gradient probe")
     parser.add_argument("--reference-episodes", type=int, default=640, help="on-policy episodes of the reference")
+    parser.add_argument("--grid", default="main", choices=["main", "confirm"], help="the full grid or CONFIRM")
     parser.add_argument("--settings", default=None, help="JSON dict of named settings to run instead of the grid")
     parser.add_argument("--lrs", type=float, nargs="+", default=None, help="only these learning rates of the grid")
     parser.add_argument("--tag", default="", help="suffix of the result files")
@@ -443,7 +492,12 @@ def main() -> None:
     th.set_num_threads(args.threads)
     th.distributions.Distribution.set_default_validate_args(False)  # speed only: the samples are valid
 
-    grid = json.loads(args.settings) if args.settings else learning_grid(args.lrs)
+    if args.settings:
+        grid = json.loads(args.settings)
+    elif args.grid == "confirm":
+        grid = CONFIRM
+    else:
+        grid = learning_grid(args.lrs)
     if args.quick:
         args.envs, args.seeds, args.budget = ["CartPole-v1"], [0], 10_000
         grid = {k: grid[k] for k in list(grid)[:2]}

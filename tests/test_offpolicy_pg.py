@@ -419,7 +419,7 @@ def test_overflowing_weights_stop_training_with_a_clear_error(monkeypatch: pytes
 
 #: REINFORCE's own test budget for the same check (tests/test_learning.py).
 REINFORCE_BUDGET = 50_000
-CARTPOLE_BUDGET = 25_000
+CARTPOLE_BUDGET = 30_000
 
 
 class StopWhenSolved(BaseCallback):
@@ -449,12 +449,15 @@ class StopWhenSolved(BaseCallback):
 
 def test_cartpole_defaults_reach_500_with_fewer_steps_than_reinforce() -> None:
     """
-    The defaults reach 500 ± 0 (10 deterministic episodes) at 12 466 steps with seed 1, inside a budget
-    of half REINFORCE's.  Seed 0 is not used because it does not pass: it plateaus at 485.3 ± 44.1
-    (one of 10 evaluation episodes fails) from 31 793 to 40 000 steps (docs/offpolicy_pg.md).
+    REINFORCE's check (seed 0, the deterministic policy scores 500 ± 0 over 10 evaluation episodes)
+    with the defaults, inside a budget 40% below REINFORCE's.
+
+    Measured (1 torch thread): solved at the first evaluation, after 21 255 env steps (about 20 s);
+    seeds 1 and 2: 21 118 and 29 836.  REINFORCE's own test measures 24 630 steps for seed 0.
     """
     assert CARTPOLE_BUDGET < REINFORCE_BUDGET
-    model = OffPolicyPG("MlpPolicy", "CartPole-v1", seed=1)
+    model = OffPolicyPG("MlpPolicy", "CartPole-v1", seed=0)
     callback = StopWhenSolved()
     model.learn(CARTPOLE_BUDGET, callback=callback)
     assert callback.solved_at is not None, f"not solved within {CARTPOLE_BUDGET} steps: {callback.evaluations}"
+    assert callback.solved_at <= CARTPOLE_BUDGET

@@ -224,7 +224,7 @@ class OffPolicyPG(EpisodicPolicyGradient):
         n_episodes: int = 4,
         batch_episodes: int = 8,
         buffer_size: int = 2_000,
-        gradient_steps: int = 4,
+        gradient_steps: int = 1,
         importance_weights: str = "per_step",
         truncation: float | None = 1.0,
         gamma: float = 0.99,
