@@ -30,6 +30,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor, safe_mean
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_reinforce.common.action_sampling import sample_actions
 from sb3_reinforce.common.baselines import episode_score_sq_norms, leave_one_out_baseline, optimal_baseline
 from sb3_reinforce.common.episodes import EpisodeBatch, Observations, take_steps
 from sb3_reinforce.common.errors import EpisodeTooLongError, NonFiniteLossError, UnsupportedActionSpaceError
@@ -274,10 +275,7 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         """
         observations = self._last_obs
         assert observations is not None, "No previous observation was provided"
-        with th.no_grad():
-            distribution = self.policy.get_distribution(obs_as_tensor(observations, self.device))
-            action_tensor = distribution.get_actions()
-            log_prob_tensor = distribution.log_prob(action_tensor)
+        action_tensor, log_prob_tensor = sample_actions(self.policy, obs_as_tensor(observations, self.device))
         actions = action_tensor.cpu().numpy()
         log_probs = log_prob_tensor.cpu().numpy()
         new_obs, rewards, dones, infos = env.step(self._env_actions(actions))
