@@ -37,7 +37,9 @@ ACTION_SPACES = {
 
 
 @pytest.mark.parametrize("name", list(ACTION_SPACES))
-@pytest.mark.parametrize("observation_space", [BOX, spaces.Dict({"a": BOX, "b": spaces.Discrete(3)})], ids=["box", "dict"])
+@pytest.mark.parametrize(
+    "observation_space", [BOX, spaces.Dict({"a": BOX, "b": spaces.Discrete(3)})], ids=["box", "dict"]
+)
 def test_samples_and_log_probs_equal_sb3_distribution(name: str, observation_space: spaces.Space) -> None:
     policy_name = "MultiInputPolicy" if isinstance(observation_space, spaces.Dict) else "MlpPolicy"
     model = REINFORCE(policy_name, SpaceEnv(observation_space, ACTION_SPACES[name]), seed=0)

@@ -49,6 +49,7 @@ def sample_actions(policy: BasePolicy, observations: th.Tensor | dict[str, th.Te
         if has_fast_categorical_path(policy):
             assert isinstance(policy, ActorCriticPolicy)
             features = policy.extract_features(observations, policy.pi_features_extractor)
+            assert isinstance(features, th.Tensor)  # one extractor for the actor (pi_features_extractor given)
             logits = policy.action_net(policy.mlp_extractor.forward_actor(features))
             # Categorical(logits=...) keeps logits - logsumexp and samples multinomial(softmax(that)).
             normalized = logits - logits.logsumexp(dim=-1, keepdim=True)
