@@ -39,5 +39,14 @@ type: $(VENV)
 
 check: lint type test
 
+# The `docs` extra of pyproject.toml (Sphinx, MyST, the theme), installed once next to the rest.
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@
+
+# HTML in docs/_build/html; every warning is an error.
+docs: $(VENV) $(VENV)/.docs-installed
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info docs/_build

@@ -107,7 +107,11 @@ class EpisodeReplayBuffer(BaseBuffer):
         self.n_added = 0
 
     def size(self) -> int:
-        """Number of transitions stored."""
+        """
+        Number of transitions stored (SB3's ``BaseBuffer.size``).
+
+        :return: The number of stored steps, summed over the stored episodes.
+        """
         return self.n_transitions
 
     @property

@@ -20,6 +20,9 @@ def episode_offsets(lengths: np.ndarray) -> np.ndarray:
     """
     Index of the first step of each episode in the flat layout.
 
+    >>> episode_offsets(np.array([3, 1, 2]))
+    array([0, 3, 4])
+
     :param lengths: Episode lengths, shape ``(N,)``.
     :return: Offsets, shape ``(N,)``.
     """
@@ -30,6 +33,9 @@ def episode_offsets(lengths: np.ndarray) -> np.ndarray:
 def episode_index(lengths: np.ndarray) -> np.ndarray:
     """
     Episode number of every step in the flat layout.
+
+    >>> episode_index(np.array([3, 1, 2]))
+    array([0, 0, 0, 1, 2, 2])
 
     :param lengths: Episode lengths, shape ``(N,)``.
     :return: Array of shape ``(M,)`` with values in ``0 .. N-1``.
@@ -42,6 +48,9 @@ def time_index(lengths: np.ndarray) -> np.ndarray:
     """
     Time step ``t`` (counted from 0 inside its episode) of every step in the flat layout.
 
+    >>> time_index(np.array([3, 1, 2]))
+    array([0, 1, 2, 0, 0, 1])
+
     :param lengths: Episode lengths, shape ``(N,)``.
     :return: Array of shape ``(M,)``.
     """
@@ -52,6 +61,10 @@ def time_index(lengths: np.ndarray) -> np.ndarray:
 def pad_episodes(values: np.ndarray, lengths: np.ndarray, fill: float | np.ndarray = 0.0) -> np.ndarray:
     """
     Scatter flat per-step values into a padded ``(N, max T)`` matrix.
+
+    >>> pad_episodes(np.array([1.0, 2.0, 3.0, 4.0]), np.array([3, 1]), fill=0.0)
+    array([[1., 2., 3.],
+           [4., 0., 0.]])
 
     :param values: Per-step values, shape ``(M,)``.
     :param lengths: Episode lengths, shape ``(N,)``.
@@ -71,6 +84,10 @@ def pad_episodes(values: np.ndarray, lengths: np.ndarray, fill: float | np.ndarr
 def unpad_episodes(padded: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """
     Inverse of :func:`pad_episodes`: read the valid cells back into the flat layout.
+
+    >>> lengths = np.array([3, 1])
+    >>> unpad_episodes(pad_episodes(np.array([1.0, 2.0, 3.0, 4.0]), lengths), lengths)
+    array([1., 2., 3., 4.])
 
     :param padded: Matrix of shape ``(N, max T)``.
     :param lengths: Episode lengths, shape ``(N,)``.

@@ -21,6 +21,9 @@ def importance_ratios(log_prob: np.ndarray, behaviour_log_prob: np.ndarray) -> n
     """
     ``rho_t = pi(a_t|s_t) / mu(a_t|s_t)``, computed as ``exp(log pi - log mu)`` in float64.
 
+    >>> importance_ratios(np.log([0.5, 0.2]), np.log([0.25, 0.4]))
+    array([2. , 0.5])
+
     :param log_prob: ``log pi(a_t|s_t)`` under the current parameters, shape ``(M,)``.
     :param behaviour_log_prob: ``log mu(a_t|s_t)``, recorded when the step was sampled, shape ``(M,)``.
     :return: Ratios, float64, shape ``(M,)`` (``inf`` where ``mu`` is so small that the ratio overflows).
@@ -33,6 +36,9 @@ def importance_ratios(log_prob: np.ndarray, behaviour_log_prob: np.ndarray) -> n
 def truncated_ratios(ratios: np.ndarray, truncation: float | None) -> np.ndarray:
     """
     ``rhō_t = min(rho_t, c)``; no truncation when ``c`` is None.
+
+    >>> truncated_ratios(np.array([0.5, 2.0, 1.5]), truncation=1.0)
+    array([0.5, 1. , 1. ])
 
     :param ratios: ``rho_t``, shape ``(M,)``.
     :param truncation: The level ``c > 0``, or None.
@@ -48,6 +54,9 @@ def truncated_fraction(ratios: np.ndarray, truncation: float | None) -> float:
     """
     Fraction of the steps whose ratio the truncation lowered (``rho_t > c``).
 
+    >>> round(truncated_fraction(np.array([0.5, 2.0, 1.5]), truncation=1.0), 3)
+    0.667
+
     :param ratios: ``rho_t`` before truncation, shape ``(M,)``.
     :param truncation: The level ``c``, or None (then 0).
     :return: A number in ``[0, 1]`` (0 for an empty batch).
@@ -61,6 +70,11 @@ def truncated_fraction(ratios: np.ndarray, truncation: float | None) -> float:
 def per_decision_weights(ratios: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """
     ``w_t = prod_{k <= t} rhō_k``: the product of the ratios of the episode's actions up to step ``t``.
+
+    Two episodes, of 3 steps and 1 step: the product restarts with each episode.
+
+    >>> per_decision_weights(np.array([2.0, 0.5, 2.0, 3.0]), lengths=np.array([3, 1]))
+    array([2., 1., 2., 3.])
 
     :param ratios: (Truncated) ratios ``rhō_t`` in the flat episode layout, shape ``(M,)``.
     :param lengths: Episode lengths, shape ``(N,)``.
@@ -85,7 +99,11 @@ def per_decision_returns(
       ``Ĝ^w_t = sum_t' gamma^t' w_{max(t, t')} r_t'``, that is
       ``w_t sum_{t' < t} gamma^t' r_t' + sum_{t' >= t} gamma^t' w_t' r_t'``.
 
-    With all weights 1 this is SPEC §3's ``Ĝ_t`` in both cases.
+    With all weights 1 this is SPEC §3's ``Ĝ_t`` in both cases.  One episode of three rewards of 1,
+    ``gamma = 0.5``: ``Ĝ^w_2 = 0.5 * 1``, ``Ĝ^w_1 = 2 * 1 + 0.5 Ĝ^w_2``, ``Ĝ^w_0 = 1 * 1 + 0.5 Ĝ^w_1``.
+
+    >>> per_decision_returns(np.ones(3), np.array([1.0, 2.0, 0.5]), np.array([3]), gamma=0.5, reward_to_go=True)
+    array([2.125, 2.25 , 0.5  ])
 
     :param rewards: Per-step rewards (bootstrapped where SPEC §3 says so), shape ``(M,)``.
     :param weights: Per-decision weights ``w_t``, shape ``(M,)``.
@@ -110,6 +128,11 @@ def per_decision_returns(
 def per_decision_mean_baseline(weighted_returns: np.ndarray, lengths: np.ndarray, reward_to_go: bool) -> np.ndarray:
     """
     Leave-one-out mean baseline of the per-decision estimator: ``b^i_t = 1/(B-1) sum_{j != i} Ĝ^{w,j}_t``.
+
+    Two episodes: each step's baseline is the other episode's value at the same step (0 past its end).
+
+    >>> per_decision_mean_baseline(np.array([3.0, 2.0, 1.0, 5.0]), np.array([3, 1]), reward_to_go=True)
+    array([5., 0., 0., 3.])
 
     It enters the loss as ``w^i_t b^i_t``.  Past the end of episode ``j``, ``Ĝ^{w,j}_t`` continues its
     own definition: 0 with reward-to-go, ``w_{T-1} R(tau_j)`` (its value at the last step) without.
@@ -158,6 +181,9 @@ def effective_sample_size(weights: np.ndarray) -> float:
 
     It equals the number of weights when they are all equal and drops towards 1 as one weight
     dominates.
+
+    >>> effective_sample_size(np.ones(4)), effective_sample_size(np.array([1.0, 0.0, 0.0, 0.0]))
+    (4.0, 1.0)
 
     :param weights: Non-negative weights, any shape.
     :return: The effective sample size (0 for no weights or all-zero weights).

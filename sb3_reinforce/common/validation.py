@@ -12,6 +12,11 @@ def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
     """
     Require ``value`` to be one of ``allowed``.
 
+    >>> check_choice("baseline", "avg", ("none", "mean"))
+    Traceback (most recent call last):
+    ...
+    ValueError: baseline='avg' is not supported; allowed values: 'none', 'mean'
+
     :param name: Parameter name, for the message.
     :param value: The value given.
     :param allowed: The accepted values.
@@ -24,6 +29,11 @@ def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
 def check_int(name: str, value: Any, minimum: int, why: str = "") -> None:
     """
     Require an integer ``value >= minimum``.
+
+    >>> check_int("n_episodes", 1, 2, "with baseline='mean'")
+    Traceback (most recent call last):
+    ...
+    ValueError: n_episodes=1 is not allowed: it must be an integer >= 2 with baseline='mean'
 
     :param name: Parameter name, for the message.
     :param value: The value given.
@@ -45,6 +55,12 @@ def check_number(
 ) -> None:
     """
     Require a finite real number in ``[low, high]`` (or ``(low, high]`` when ``low_inclusive`` is False).
+
+    >>> check_number("gamma", 0.99, 0.0, 1.0)  # accepted: returns None
+    >>> check_number("truncation", 0.0, 0.0, low_inclusive=False, allow_none=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: truncation=0.0 is not allowed: it must be a finite number > 0.0 or None
 
     :param name: Parameter name, for the message.
     :param value: The value given.

@@ -31,14 +31,24 @@ __all__ = [
 
 
 def register() -> list[str]:
-    """Register ``reinforce`` and ``offpolicy_pg`` in rl-zoo3 (see :func:`sb3_reinforce.zoo.registry.register`)."""
+    """
+    Register ``reinforce`` and ``offpolicy_pg`` in rl-zoo3 (see :func:`sb3_reinforce.zoo.registry.register`).
+
+    :return: The names registered.
+    :raises ZooDependencyError: If rl-zoo3 is not installed.
+    """
     from sb3_reinforce.zoo.registry import register as _register
 
     return _register()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run a command (see :func:`sb3_reinforce.zoo.cli.main`)."""
+    """
+    Run a command of ``sb3-reinforce-zoo`` (see :func:`sb3_reinforce.zoo.cli.main`).
+
+    :param argv: ``[COMMAND, *options]``, e.g. ``["train", "--algo", "reinforce", "--env", "CartPole-v1"]``;
+        ``sys.argv[1:]`` when None.
+    """
     from sb3_reinforce.zoo.cli import main as _main
 
     _main(argv)

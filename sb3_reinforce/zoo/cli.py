@@ -165,7 +165,11 @@ def run(argv: Sequence[str] | None = None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: like :func:`run`, with the wrapper's own errors printed as one line (exit code 2)."""
+    """
+    Console entry point: like :func:`run`, with the wrapper's own errors printed as one line (exit code 2).
+
+    :param argv: ``[COMMAND, *options]``; ``sys.argv[1:]`` when None.
+    """
     try:
         run(argv)
     except (ZooDependencyError, UnknownAlgorithmError, MissingHyperparametersError) as error:

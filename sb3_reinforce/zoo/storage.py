@@ -7,7 +7,13 @@ import time
 
 
 def is_database_url(storage: str) -> bool:
-    """True for an SQLAlchemy URL (``postgresql://...``, ``sqlite:///...``), False for a journal file (``.log``)."""
+    """
+    Tell a database storage from an Optuna journal file.
+
+    :param storage: The ``--storage`` argument.
+    :return: True for an SQLAlchemy URL (``postgresql://...``, ``sqlite:///...``), False for a journal
+        file (a path ending in ``.log``).
+    """
     return "://" in storage and not storage.endswith(".log")
 
 
