@@ -1,0 +1,362 @@
+"""Gradient quality: bias and variance of each estimator against the exact policy gradient.
+
+The MDP is the random-length tabular MDP of the test suite (``tests/tabular_mdp.py``: 3 states,
+2 actions, episode lengths that depend on the actions), with the tabular softmax policy that SB3's
+``MlpPolicy`` becomes with ``net_arch=[]``, so ``grad J`` is known exactly.  Each *draw* is one
+update of the public API (SGD, ``learning_rate=1``, so the change of the policy parameters is the
+gradient estimate) on a fresh batch of ``n_episodes`` episodes, from the same parameters each time.
+From ``draws`` draws of each estimator:
+
+- ``rel_bias = |mean - grad J| / |grad J|`` and, next to it, ``noise``: the same quantity's
+  Monte-Carlo noise level ``sqrt(trace(Cov) / draws) / |grad J|`` (a bias below it is not resolved);
+- ``rel_se = sqrt(trace(Cov)) / |grad J|``: the relative standard error of one batch's estimate;
+- ``rel_rmse = sqrt(mean |draw - grad J|^2) / |grad J|``, which combines both.
+
+Two studies:
+
+- ``baselines``: REINFORCE on-policy, ``gamma = 1``, each baseline (``none``, ``mean``,
+  ``optimal``, ``value`` with a fixed, deliberately imperfect value head ``0.8 V + 0.1``).
+- ``offpolicy``: OffPolicyPG with the episodes drawn by behaviour parameters ``theta_b`` that lie
+  a fraction ``distance`` of the way from the target ``theta'`` to another random policy, the
+  update taken at ``theta'`` (``gradient_steps=1``, a fresh buffer each time, mean baseline,
+  ``gamma = 1``), for each importance-weight mode and truncation level.
+
+Usage (from the repository root)::
+
+    python -m benchmarks.gradient_quality              # both studies, 400 draws each, a few minutes
+    python -m benchmarks.gradient_quality --quick      # 20 draws: a smoke check
+
+prints the tables and writes ``benchmarks/results/gradient_quality<tag>.json`` and ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+
+from sb3_reinforce import REINFORCE, OffPolicyPG
+from tests.tabular_mdp import TabularEnv, TabularMDP, flat_gradient, random_length_mdp, random_policy_params
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+Params = tuple[np.ndarray, np.ndarray]
+
+#: The tabular softmax policy: no hidden layers; SGD so that the update is ``lr * estimate``.
+POLICY_KWARGS: dict[str, Any] = dict(net_arch=dict(pi=[], vf=[]), optimizer_class=th.optim.SGD)
+
+BASELINES = ("none", "mean", "optimal", "value")
+#: (importance_weights, truncation) pairs of the off-policy study.
+OFFPOLICY_ESTIMATORS: tuple[tuple[str, float | None], ...] = (
+    ("per_decision", None),
+    ("per_decision", 2.0),
+    ("per_decision", 1.0),
+    ("per_decision", 0.5),
+    ("per_step", None),
+    ("per_step", 2.0),
+    ("per_step", 1.0),
+    ("per_step", 0.5),
+)
+DISTANCES = (0.35, 0.7)
+
+
+@dataclass
+class Row:
+    """The figures of one estimator.
+
+    :param study: ``"baselines"`` or ``"offpolicy"``.
+    :param estimator: Short description of the estimator.
+    :param distance: How far the behaviour policy is from the target (0: on-policy).
+    :param n_episodes: Episodes per estimate.
+    :param draws: Number of estimates.
+    :param rel_bias: ``|mean - grad J| / |grad J|``.
+    :param noise: Monte-Carlo noise level of ``rel_bias``.
+    :param rel_se: Relative standard error of one estimate.
+    :param rel_rmse: Relative root-mean-square error of one estimate.
+    """
+
+    study: str
+    estimator: str
+    distance: float
+    n_episodes: int
+    draws: int
+    rel_bias: float
+    noise: float
+    rel_se: float
+    rel_rmse: float
+
+
+def _set_action_net(model: Any, params: Params) -> None:
+    with th.no_grad():
+        model.policy.action_net.weight.copy_(th.as_tensor(params[0], dtype=th.float32))
+        model.policy.action_net.bias.copy_(th.as_tensor(params[1], dtype=th.float32))
+
+
+def _action_net_vector(model: Any) -> np.ndarray:
+    net = model.policy.action_net
+    return np.concatenate([net.weight.detach().double().numpy().ravel(), net.bias.detach().double().numpy()])
+
+
+class FreshUpdates(BaseCallback):
+    """
+    Turn training into independent draws of the update at ``target``.
+
+    Each rollout starts from ``behaviour`` (an empty replay buffer for OffPolicyPG, and the value
+    head reset to ``value_weight``); at its end ``target`` is loaded, so the update is taken there;
+    at the next rollout start the change ``theta_after - target`` is recorded.
+
+    :param behaviour: Parameters that collect the episodes.
+    :param target: Parameters at which the update is taken.
+    :param draws: Stop after this many recorded updates.
+    :param value_weight: Weights of the value head (``value_net``) at every rollout start.
+    """
+
+    def __init__(self, behaviour: Params, target: Params, draws: int, value_weight: np.ndarray) -> None:
+        super().__init__()
+        self.behaviour, self.target, self.draws = behaviour, target, draws
+        self.value_weight = value_weight
+        self.target_vector = np.concatenate([target[0].ravel(), target[1]])
+        self.samples: list[np.ndarray] = []
+        self.rollouts = 0
+
+    def _on_rollout_start(self) -> None:
+        if self.rollouts > 0:
+            self.samples.append(_action_net_vector(self.model) - self.target_vector)
+        self.rollouts += 1
+        model: Any = self.model
+        if isinstance(model, OffPolicyPG):
+            assert model.replay_buffer is not None
+            model.replay_buffer.reset()
+        _set_action_net(model, self.behaviour)
+        with th.no_grad():
+            model.policy.value_net.weight.copy_(th.as_tensor(self.value_weight[None, :], dtype=th.float32))
+            model.policy.value_net.bias.zero_()
+
+    def _on_rollout_end(self) -> None:
+        _set_action_net(self.model, self.target)
+
+    def _on_step(self) -> bool:
+        return len(self.samples) < self.draws
+
+
+def draw_updates(
+    mdp: TabularMDP, algo: str, behaviour: Params, target: Params, draws: int, seed: int, **kwargs: Any
+) -> np.ndarray:
+    """
+    ``draws`` independent gradient estimates of one estimator, shape ``(draws, n_params)``.
+
+    :param mdp: The tabular MDP.
+    :param algo: ``"reinforce"`` or ``"offpolicy_pg"``.
+    :param behaviour: Parameters that collect the episodes.
+    :param target: Parameters at which the update is taken.
+    :param draws: Number of estimates.
+    :param seed: Seed of the run.
+    :param kwargs: Further constructor arguments (n_episodes, baseline, importance_weights, ...).
+    :return: The estimates.
+    """
+    weight, bias = target
+    v_true, _ = mdp.values(th.tensor(weight), th.tensor(bias), kwargs.get("gamma", 1.0))
+    value_weight = (0.8 * v_true + 0.1).numpy()
+    common: dict[str, Any] = dict(learning_rate=1.0, policy_kwargs=POLICY_KWARGS, seed=seed, device="cpu", gamma=1.0)
+    if algo == "offpolicy_pg":
+        n = kwargs["n_episodes"]
+        kwargs = dict(batch_episodes=n, buffer_size=100_000, gradient_steps=1, **kwargs)
+        model: Any = OffPolicyPG("MlpPolicy", TabularEnv(mdp), **common, **kwargs)
+    else:
+        model = REINFORCE("MlpPolicy", TabularEnv(mdp), **common, **kwargs)
+    recorder = FreshUpdates(behaviour, target, draws, value_weight)
+    model.learn(10**9, callback=recorder, log_interval=None)
+    return np.array(recorder.samples)
+
+
+def figures(samples: np.ndarray, exact: np.ndarray) -> dict[str, float]:
+    """
+    Relative bias, its noise level, relative standard error and RMSE of the draws against ``exact``.
+
+    :param samples: ``(draws, n_params)`` estimates.
+    :param exact: The exact gradient.
+    :return: ``rel_bias``, ``noise``, ``rel_se``, ``rel_rmse``.
+    """
+    norm = float(np.linalg.norm(exact))
+    total_variance = float(samples.var(axis=0, ddof=1).sum())
+    return dict(
+        rel_bias=float(np.linalg.norm(samples.mean(axis=0) - exact)) / norm,
+        noise=float(np.sqrt(total_variance / len(samples))) / norm,
+        rel_se=float(np.sqrt(total_variance)) / norm,
+        rel_rmse=float(np.sqrt(((samples - exact) ** 2).sum(axis=1).mean())) / norm,
+    )
+
+
+def behaviour_params(mdp: TabularMDP, target: Params, distance: float) -> Params:
+    """
+    Parameters a fraction ``distance`` of the way from ``target`` to another fixed random policy.
+
+    :param mdp: The MDP (for the shapes).
+    :param target: The target parameters.
+    :param distance: 0 gives ``target``, 1 the other policy.
+    :return: The behaviour parameters (float32-representable).
+    """
+    other = random_policy_params(mdp, seed=21)
+    moved = [(x + distance * (y - x)).astype(np.float32).astype(np.float64) for x, y in zip(target, other)]
+    return moved[0], moved[1]
+
+
+def run(
+    studies: Sequence[str], draws: int, n_episodes: int, seed: int = 0, estimators: Any = None, distances: Any = None
+) -> list[Row]:
+    """
+    Measure every estimator of the chosen studies.
+
+    :param studies: ``"baselines"`` and/or ``"offpolicy"``.
+    :param draws: Estimates per estimator.
+    :param n_episodes: Episodes per estimate.
+    :param seed: Seed of the first run (each estimator gets its own).
+    :param estimators: Off-policy (mode, truncation) pairs (default :data:`OFFPOLICY_ESTIMATORS`).
+    :param distances: Behaviour distances of the off-policy study (default :data:`DISTANCES`).
+    :return: One row per estimator, printed as it is measured.
+    """
+    mdp = random_length_mdp()
+    target = random_policy_params(mdp, seed=7)
+    exact = flat_gradient(mdp.exact_gradient(*target, 1.0))
+    rows: list[Row] = []
+
+    def record(study: str, estimator: str, distance: float, samples: np.ndarray) -> None:
+        row = Row(study, estimator, distance, n_episodes, len(samples), **figures(samples, exact))
+        rows.append(row)
+        print(
+            f"{study:>9} | {estimator:<24} | d={distance:<4} | bias {row.rel_bias:.3f} (noise {row.noise:.3f}) "
+            f"| se {row.rel_se:.3f} | rmse {row.rel_rmse:.3f}",
+            flush=True,
+        )
+
+    run_seed = seed
+    if "baselines" in studies:
+        for baseline in BASELINES:
+            run_seed += 1
+            samples = draw_updates(
+                mdp, "reinforce", target, target, draws, run_seed, n_episodes=n_episodes, baseline=baseline
+            )
+            record("baselines", f"baseline={baseline}", 0.0, samples)
+    if "offpolicy" in studies:
+        for distance in distances or DISTANCES:
+            behaviour = behaviour_params(mdp, target, distance)
+            for mode, truncation in estimators or OFFPOLICY_ESTIMATORS:
+                run_seed += 1
+                samples = draw_updates(
+                    mdp,
+                    "offpolicy_pg",
+                    behaviour,
+                    target,
+                    draws,
+                    run_seed,
+                    n_episodes=n_episodes,
+                    baseline="mean",
+                    importance_weights=mode,
+                    truncation=truncation,
+                )
+                record("offpolicy", f"{mode} c={truncation}", distance, samples)
+            run_seed += 1
+            # No importance weights at all: REINFORCE's update at theta' on theta_b's episodes.
+            samples = draw_updates(
+                mdp, "reinforce", behaviour, target, draws, run_seed, n_episodes=n_episodes, baseline="mean"
+            )
+            record("offpolicy", "no weights", distance, samples)
+    return rows
+
+
+def markdown_tables(rows: Sequence[Row]) -> str:
+    """
+    The rows as the markdown tables of ``docs/benchmarks.md``.
+
+    :param rows: From :func:`run`.
+    :return: Markdown text.
+    """
+    lines = []
+    for study in ("baselines", "offpolicy"):
+        chosen = [r for r in rows if r.study == study]
+        if not chosen:
+            continue
+        lines += [
+            "",
+            "| estimator | behaviour distance | relative bias (noise) | relative s.e. | relative RMSE |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.estimator} | {r.distance} | {r.rel_bias:.3f} ({r.noise:.3f}) | {r.rel_se:.3f} | {r.rel_rmse:.3f} |"
+            for r in chosen
+        ]
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[Row], path: Path) -> None:
+    """
+    Bar charts: relative s.e. per baseline; relative bias and s.e. per off-policy estimator.
+
+    :param rows: From :func:`run`.
+    :param path: PNG file to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    baselines = [r for r in rows if r.study == "baselines"]
+    offpolicy = [r for r in rows if r.study == "offpolicy"]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw=dict(width_ratios=[1, 3]))
+    if baselines:
+        axes[0].bar([r.estimator.removeprefix("baseline=") for r in baselines], [r.rel_se for r in baselines])
+        axes[0].set_title(f"REINFORCE, {baselines[0].n_episodes} episodes: relative s.e.")
+        axes[0].set_ylabel("relative standard error of one estimate")
+    if offpolicy:
+        names = list(dict.fromkeys(r.estimator for r in offpolicy))
+        distances = sorted({r.distance for r in offpolicy})
+        x = np.arange(len(names))
+        width = 0.8 / (2 * len(distances))
+        for i, distance in enumerate(distances):
+            by_name = {r.estimator: r for r in offpolicy if r.distance == distance}
+            offset = (2 * i - len(distances)) * width
+            axes[1].bar(x + offset, [by_name[n].rel_bias for n in names], width, label=f"bias, d={distance}")
+            axes[1].bar(x + offset + width, [by_name[n].rel_se for n in names], width, label=f"s.e., d={distance}")
+        axes[1].set_xticks(x + width / 2, names, rotation=30, ha="right", fontsize=8)
+        axes[1].set_yscale("log")
+        axes[1].set_title("OffPolicyPG (mean baseline): relative bias and s.e.")
+        axes[1].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """
+    Command-line entry point (see the module docstring).
+
+    :param argv: Arguments (default: ``sys.argv[1:]``).
+    """
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--studies", nargs="+", default=["baselines", "offpolicy"], choices=["baselines", "offpolicy"])
+    parser.add_argument("--draws", type=int, default=400)
+    parser.add_argument("--n-episodes", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="folder of the result files")
+    parser.add_argument("--quick", action="store_true", help="20 draws per estimator")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.draws, args.tag = 20, args.tag or "_quick"
+    th.set_num_threads(1)
+    rows = run(args.studies, args.draws, args.n_episodes, args.seed)
+    print(markdown_tables(rows))
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / f"gradient_quality{args.tag}.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    plot(rows, args.results_dir / f"gradient_quality{args.tag}.png")
+
+
+if __name__ == "__main__":
+    main()

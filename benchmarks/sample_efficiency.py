@@ -1,0 +1,429 @@
+"""Sample efficiency of REINFORCE and OffPolicyPG side by side with SB3's A2C and PPO.
+
+Every algorithm is built by rl-zoo3's own ``ExperimentManager`` from its hyperparameter file:
+``hyperparams/reinforce.yml`` and ``hyperparams/offpolicy_pg.yml`` of this project, rl-zoo3's tuned
+``a2c.yml`` and ``ppo.yml`` for the others (``n_envs``, ``normalize``, schedules included).  All
+algorithms get the same env-step budget per env (``ENVS``); a separate evaluation env (rl-zoo3's,
+with the training ``VecNormalize`` statistics synced in) runs ``eval_episodes`` deterministic
+episodes every ``eval_freq`` env steps.
+
+Per run it records the evaluation curve and
+
+- ``reached``: env steps at the first evaluation whose mean return is at least the threshold;
+- ``stayed``: env steps at the first evaluation from which every later one, to the end of the run,
+  is at least the threshold.  A run ends at the budget, or early once ``stop_after`` evaluations in
+  a row reached the threshold (then it has stayed there since the first of them);
+- ``final_return``: mean of the last evaluation; ``wall_s``: wall time of ``learn()`` plus evaluations.
+
+Usage (from the repository root)::
+
+    python -m benchmarks.sample_efficiency --envs CartPole-v1 Acrobot-v1 --seeds 0 1 2 3 4 --workers 2
+    python -m benchmarks.sample_efficiency --envs LunarLander-v3 --seeds 0 1 2 3 4 --workers 2
+    python -m benchmarks.sample_efficiency --report        # tables and PNGs from the results so far
+    python -m benchmarks.sample_efficiency --quick         # smoke run, about a minute
+
+Runs are appended, one JSON line each, to ``benchmarks/results/sample_efficiency<tag>.jsonl`` as
+they finish; a run already there is not repeated (so an interrupted benchmark resumes).  The report
+writes ``sample_efficiency<tag>.json`` (the summary) and ``sample_efficiency<tag>_<env>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: The algorithms compared: ours first, then SB3's.
+ALGOS = ("reinforce", "offpolicy_pg", "a2c", "ppo")
+
+
+@dataclass(frozen=True)
+class EnvSetting:
+    """How one env is benchmarked.
+
+    :param threshold: Evaluation return that counts as solved.
+    :param budget: Env steps per run (the same for every algorithm).
+    :param eval_freq: Env steps between evaluations.
+    :param eval_episodes: Deterministic episodes per evaluation.
+    """
+
+    threshold: float
+    budget: int
+    eval_freq: int
+    eval_episodes: int = 10
+
+
+#: CartPole-v1 and Acrobot-v1 thresholds: the issue's (475, -100); LunarLander-v3: 200.
+ENVS: dict[str, EnvSetting] = {
+    "CartPole-v1": EnvSetting(threshold=475.0, budget=100_000, eval_freq=2_500),
+    "Acrobot-v1": EnvSetting(threshold=-100.0, budget=200_000, eval_freq=5_000),
+    "LunarLander-v3": EnvSetting(threshold=200.0, budget=300_000, eval_freq=10_000),
+}
+
+#: A run stops once this many evaluations in a row reached the threshold.
+STOP_AFTER = 5
+
+
+@dataclass
+class RunResult:
+    """One training run: its evaluation curve and the figures derived from it.
+
+    :param env: Env id.
+    :param algo: rl-zoo3 algorithm name.
+    :param seed: Seed given to rl-zoo3.
+    :param budget: Env-step budget of the run.
+    :param threshold: Solved threshold.
+    :param steps: Env steps at each evaluation.
+    :param returns: Mean evaluation return at each evaluation.
+    :param wall_s: Wall time of the whole run (training and evaluations).
+    :param n_envs: Number of training envs (from the hyperparameter file).
+    """
+
+    env: str
+    algo: str
+    seed: int
+    budget: int
+    threshold: float
+    steps: list[int] = field(default_factory=list)
+    returns: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+    n_envs: int = 1
+
+    @property
+    def reached(self) -> int | None:
+        """Env steps at the first evaluation at or above the threshold (None: never)."""
+        return next((s for s, r in zip(self.steps, self.returns) if r >= self.threshold), None)
+
+    @property
+    def stayed(self) -> int | None:
+        """Env steps from which every evaluation to the end of the run is at or above the threshold."""
+        first = None
+        for step, value in zip(self.steps, self.returns):
+            first = (step if first is None else first) if value >= self.threshold else None
+        return first
+
+    @property
+    def final_return(self) -> float:
+        """Mean return of the last evaluation."""
+        return self.returns[-1] if self.returns else float("nan")
+
+
+def _eval_callback(eval_env: Any, setting: EnvSetting, result: RunResult, stop_after: int) -> Any:
+    """An SB3 callback that evaluates every ``setting.eval_freq`` env steps and stops once solved for good."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import sync_envs_normalization
+
+    class EvaluateAndStop(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.next_eval = 0
+            self.in_a_row = 0
+
+        def evaluate(self) -> None:
+            sync_envs_normalization(self.training_env, eval_env)
+            outcome = evaluate_policy(self.model, eval_env, n_eval_episodes=setting.eval_episodes, deterministic=True)
+            mean = float(np.mean(outcome[0]))
+            result.steps.append(int(self.num_timesteps))
+            result.returns.append(float(mean))
+            self.in_a_row = self.in_a_row + 1 if mean >= setting.threshold else 0
+            self.next_eval += setting.eval_freq
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self.next_eval:
+                self.evaluate()
+            return self.in_a_row < stop_after
+
+        def _on_training_end(self) -> None:
+            if not result.steps or result.steps[-1] != self.num_timesteps:
+                self.evaluate()
+
+    return EvaluateAndStop()
+
+
+def run_one(env_id: str, algo: str, seed: int, setting: EnvSetting, stop_after: int = STOP_AFTER) -> RunResult:
+    """
+    Train one algorithm on one env with its rl-zoo3 hyperparameters and evaluate it along the way.
+
+    :param env_id: Gymnasium env id.
+    :param algo: One of :data:`ALGOS`.
+    :param seed: Seed of the run.
+    :param setting: Budget, threshold and evaluation schedule.
+    :param stop_after: Stop once this many evaluations in a row reached the threshold.
+    :return: The run's curve and figures.
+    """
+    import argparse as _argparse
+
+    import torch as th
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_reinforce.zoo.hyperparams import hyperparams_file
+    from sb3_reinforce.zoo.registry import ZOO_ALGOS, register
+
+    th.set_num_threads(1)
+    register()
+    config = str(hyperparams_file(algo)) if algo in ZOO_ALGOS else None
+    result = RunResult(env=env_id, algo=algo, seed=seed, budget=setting.budget, threshold=setting.threshold)
+    with tempfile.TemporaryDirectory() as log_folder:
+        manager = ExperimentManager(
+            _argparse.Namespace(),
+            algo,
+            env_id,
+            log_folder,
+            n_timesteps=setting.budget,
+            eval_freq=-1,
+            seed=seed,
+            verbose=0,
+            device="cpu",
+            config=config,
+        )
+        with contextlib.redirect_stdout(io.StringIO()):  # rl-zoo3 prints the hyperparameters and paths
+            setup = manager.setup_experiment()
+        assert setup is not None
+        model, _ = setup
+        eval_env = manager.create_envs(1, eval_env=True)
+        result.n_envs = model.n_envs
+        callback = _eval_callback(eval_env, setting, result, stop_after)
+        start = time.perf_counter()
+        model.learn(setting.budget, callback=callback)
+        result.wall_s = time.perf_counter() - start
+        eval_env.close()
+        assert model.env is not None
+        model.env.close()
+    return result
+
+
+def load_runs(path: Path) -> list[RunResult]:
+    """
+    Read the runs recorded so far.
+
+    :param path: A ``.jsonl`` file written by :func:`main` (missing: no runs).
+    :return: The runs, in file order.
+    """
+    if not path.exists():
+        return []
+    return [RunResult(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _median_or_none(values: Sequence[int | None]) -> float | None:
+    """Median over all runs, counting a run that never got there as infinitely slow; None if most never did."""
+    done = sorted(v for v in values if v is not None)
+    if len(done) * 2 <= len(values):
+        return None
+    padded = done + [float("inf")] * (len(values) - len(done))
+    return float(statistics.median(padded))
+
+
+def summarize(runs: Iterable[RunResult]) -> list[dict[str, Any]]:
+    """
+    One row per (env, algo): medians over seeds of steps to reach/stay, final return, wall time.
+
+    A median of steps is reported only when more than half of the seeds got there (the others
+    count as slower than any); otherwise it is None.
+
+    :param runs: Runs of any envs and algorithms.
+    :return: Rows sorted by env (as in :data:`ENVS`) and algorithm (as in :data:`ALGOS`).
+    """
+    groups: dict[tuple[str, str], list[RunResult]] = {}
+    for run in runs:
+        groups.setdefault((run.env, run.algo), []).append(run)
+    env_order = {env: i for i, env in enumerate(ENVS)}
+    rows = []
+    for (env, algo), group in sorted(
+        groups.items(), key=lambda kv: (env_order.get(kv[0][0], 99), kv[0][0], ALGOS.index(kv[0][1]))
+    ):
+        group.sort(key=lambda r: r.seed)
+        rows.append(
+            dict(
+                env=env,
+                algo=algo,
+                seeds=[r.seed for r in group],
+                budget=group[0].budget,
+                threshold=group[0].threshold,
+                n_envs=group[0].n_envs,
+                reached=[r.reached for r in group],
+                stayed=[r.stayed for r in group],
+                median_reached=_median_or_none([r.reached for r in group]),
+                median_stayed=_median_or_none([r.stayed for r in group]),
+                n_reached=sum(r.reached is not None for r in group),
+                n_stayed=sum(r.stayed is not None for r in group),
+                final_returns=[r.final_return for r in group],
+                median_final_return=float(statistics.median(r.final_return for r in group)),
+                median_wall_s=float(statistics.median(r.wall_s for r in group)),
+            )
+        )
+    return rows
+
+
+def _steps(value: float | None) -> str:
+    return "–" if value is None else f"{int(value):,}".replace(",", " ")
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """
+    The summary as a markdown table (the one in ``docs/benchmarks.md``).
+
+    :param rows: Rows from :func:`summarize`.
+    :return: Markdown text.
+    """
+    lines = [
+        "| env | algorithm | n_envs | reached (median steps) | stayed (median steps) | final return (median) "
+        "| wall time (median) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        n = len(row["seeds"])
+        reached = f"{_steps(row['median_reached'])} ({row['n_reached']}/{n})"
+        lines.append(
+            f"| {row['env']} | {row['algo']} | {row['n_envs']} | {reached} "
+            f"| {_steps(row['median_stayed'])} ({row['n_stayed']}/{n}) | {row['median_final_return']:.1f} "
+            f"| {row['median_wall_s']:.0f} s |"
+        )
+    return "\n".join(lines)
+
+
+def _curve_on_grid(run: RunResult, grid: np.ndarray) -> np.ndarray:
+    """The run's evaluation curve at the grid's steps (step function; after an early stop, the last value)."""
+    steps = np.asarray(run.steps)
+    index = np.searchsorted(steps, grid, side="right") - 1
+    values = np.asarray(run.returns, dtype=float)[np.clip(index, 0, None)]
+    values[index < 0] = np.nan
+    return values
+
+
+def plot_curves(runs: Sequence[RunResult], env_id: str, path: Path) -> None:
+    """
+    Learning curves of one env: per algorithm the median over seeds and the range between the
+    25th and 75th percentiles, x = env steps.
+
+    :param runs: Runs (only those of ``env_id`` are drawn).
+    :param env_id: The env.
+    :param path: PNG file to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in runs if r.env == env_id and r.steps]
+    if not runs:
+        return
+    budget = max(r.budget for r in runs)
+    grid = np.linspace(0, budget, 201)
+    figure, axes = plt.subplots(figsize=(7, 4.2))
+    for algo in ALGOS:
+        curves = np.array([_curve_on_grid(r, grid) for r in runs if r.algo == algo])
+        if len(curves) == 0:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before the first evaluation
+            median = np.nanmedian(curves, axis=0)
+            low, high = np.nanpercentile(curves, [25, 75], axis=0)
+        (line,) = axes.plot(grid, median, label=f"{algo} ({len(curves)} seeds)")
+        axes.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
+    axes.axhline(runs[0].threshold, color="grey", linestyle="--", linewidth=1, label="threshold")
+    axes.set_xlabel("env steps")
+    axes.set_ylabel("evaluation return (deterministic)")
+    axes.set_title(f"{env_id}: median and 25-75% over seeds")
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def report(runs_path: Path, tag: str, results_dir: Path = RESULTS) -> list[dict[str, Any]]:
+    """
+    Write the summary JSON and one PNG per env, and print the markdown table.
+
+    :param runs_path: The ``.jsonl`` file of runs.
+    :param tag: Suffix of the output names.
+    :param results_dir: Folder of the outputs.
+    :return: The summary rows.
+    """
+    runs = load_runs(runs_path)
+    rows = summarize(runs)
+    (results_dir / f"sample_efficiency{tag}.json").write_text(json.dumps(rows, indent=1))
+    for env_id in sorted({r.env for r in runs}):
+        plot_curves(runs, env_id, results_dir / f"sample_efficiency{tag}_{env_id}.png")
+    print(markdown_table(rows))
+    return rows
+
+
+def _progress(total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="runs", unit="run", dynamic_ncols=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """
+    Command-line entry point (see the module docstring).
+
+    :param argv: Arguments (default: ``sys.argv[1:]``).
+    """
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=list(ENVS))
+    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--workers", type=int, default=1, help="runs in parallel (one process and torch thread each)")
+    parser.add_argument("--budget", type=int, default=None, help="override every env's budget")
+    parser.add_argument("--eval-freq", type=int, default=None, help="override every env's evaluation interval")
+    parser.add_argument("--eval-episodes", type=int, default=None, help="override every env's evaluation episodes")
+    parser.add_argument("--tag", default="", help="suffix of the result files, e.g. _quick")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="folder of the result files")
+    parser.add_argument("--report", action="store_true", help="only write the tables and plots from the results")
+    parser.add_argument("--quick", action="store_true", help="smoke run: CartPole-v1, seed 0, 5 000 steps")
+    args = parser.parse_args(argv)
+
+    if args.quick:
+        args.envs, args.seeds, args.tag = ["CartPole-v1"], [0], args.tag or "_quick"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    runs_path = args.results_dir / f"sample_efficiency{args.tag}.jsonl"
+    if args.report:
+        report(runs_path, args.tag, args.results_dir)
+        return
+
+    overrides = {"budget": args.budget, "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes}
+    if args.quick:
+        overrides = {"budget": 5_000, "eval_freq": 1_000, "eval_episodes": 2}
+    given = {key: value for key, value in overrides.items() if value is not None}
+    settings = {env: EnvSetting(**{**asdict(ENVS[env]), **given}) for env in args.envs}
+    done = {(r.env, r.algo, r.seed) for r in load_runs(runs_path)}
+    jobs = [
+        (env, algo, seed)
+        for env in args.envs
+        for seed in args.seeds
+        for algo in args.algos
+        if (env, algo, seed) not in done
+    ]
+    print(f"{len(jobs)} runs to do ({len(done)} already in {runs_path})", flush=True)
+    with _progress(len(jobs)) as bar, ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = {pool.submit(run_one, env, algo, seed, settings[env]): (env, algo, seed) for env, algo, seed in jobs}
+        for future in as_completed(futures):
+            result = future.result()
+            with runs_path.open("a") as file:
+                file.write(json.dumps(asdict(result)) + "\n")
+            bar.write(
+                f"{result.env} {result.algo} seed {result.seed}: reached {_steps(result.reached)}, "
+                f"stayed {_steps(result.stayed)}, final {result.final_return:.1f}, {result.wall_s:.0f} s"
+            )
+            bar.update()
+    report(runs_path, args.tag, args.results_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Throughput: env steps per second of ``learn()`` next to the raw env and a rollout-only loop.
+
+All in one process, one torch thread, CartPole-v1 in a ``DummyVecEnv`` of ``--n-envs`` envs (8 by
+default) built by SB3's ``make_vec_env``.  Measured, each ``--repeats`` times in turn (so that a
+change of machine load hits every entry alike), then the median:
+
+- ``env``: the vectorised env alone, stepped with random actions;
+- ``rollout``: the env driven by a policy (``policy.predict`` of an ``MlpPolicy``, sampling), no learning;
+- ``reinforce``, ``offpolicy_pg``, ``a2c``, ``ppo``: ``learn()`` with each class's default
+  hyperparameters (A2C and PPO as SB3 ships them), env steps counted by ``num_timesteps``.
+
+Every algorithm first learns a warm-up of ``--warmup`` steps (not timed), so that the timed part is a
+policy that already plays longer episodes, as in real training.  Usage::
+
+    python -m benchmarks.throughput                 # 5 repeats of 20 000 steps each
+    python -m benchmarks.throughput --quick         # smoke run, seconds
+
+The medians and the ratios to A2C are printed and written to ``benchmarks/results/throughput<tag>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: What is measured, in the order of the table.
+ENTRIES = ("env", "rollout", "reinforce", "offpolicy_pg", "a2c", "ppo")
+
+
+def _make_env(n_envs: int, seed: int) -> Any:
+    from stable_baselines3.common.env_util import make_vec_env
+
+    return make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
+
+
+def _algorithm(name: str) -> Any:
+    from stable_baselines3 import A2C, PPO
+
+    from sb3_reinforce import REINFORCE, OffPolicyPG
+
+    return {"reinforce": REINFORCE, "offpolicy_pg": OffPolicyPG, "a2c": A2C, "ppo": PPO}[name]
+
+
+def time_env(n_envs: int, steps: int, seed: int) -> float:
+    """
+    Env steps per second of the vectorised env stepped with random actions.
+
+    :param n_envs: Number of envs.
+    :param steps: Env steps to time (``steps // n_envs`` vector steps).
+    :param seed: Seed of the envs and actions.
+    :return: Env steps per second.
+    """
+    env = _make_env(n_envs, seed)
+    env.reset()
+    actions = np.random.default_rng(seed).integers(0, 2, size=(steps // n_envs, n_envs))
+    start = time.perf_counter()
+    for action in actions:
+        env.step(action)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return len(actions) * n_envs / elapsed
+
+
+def time_rollout(n_envs: int, steps: int, seed: int) -> float:
+    """
+    Env steps per second of the env driven by a freshly built ``MlpPolicy`` through ``policy.predict``.
+
+    :param n_envs: Number of envs.
+    :param steps: Env steps to time.
+    :param seed: Seed of the envs and the policy.
+    :return: Env steps per second.
+    """
+    env = _make_env(n_envs, seed)
+    model = _algorithm("a2c")("MlpPolicy", env, seed=seed, device="cpu")
+    observations = env.reset()
+    start = time.perf_counter()
+    for _ in range(steps // n_envs):
+        actions, _ = model.policy.predict(observations, deterministic=False)  # type: ignore[arg-type]
+        observations, _, _, _ = env.step(actions)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return (steps // n_envs) * n_envs / elapsed
+
+
+def build_learner(name: str, n_envs: int, seed: int, warmup: int) -> Any:
+    """
+    Build an algorithm with its default hyperparameters on ``n_envs`` CartPole-v1 envs and warm it up.
+
+    :param name: ``"reinforce"``, ``"offpolicy_pg"``, ``"a2c"`` or ``"ppo"``.
+    :param n_envs: Number of envs.
+    :param seed: Seed.
+    :param warmup: Env steps learnt before timing (0: none).
+    :return: The model.
+    """
+    model = _algorithm(name)("MlpPolicy", _make_env(n_envs, seed), seed=seed, device="cpu")
+    if warmup:
+        model.learn(warmup)
+    return model
+
+
+def time_learn(model: Any, steps: int) -> float:
+    """
+    Env steps per second of ``model.learn(steps)``, continuing the model's training.
+
+    :param model: An SB3 algorithm.
+    :param steps: Env steps to learn.
+    :return: Env steps per second (by ``num_timesteps``).
+    """
+    before = model.num_timesteps
+    start = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False)
+    return (model.num_timesteps - before) / (time.perf_counter() - start)
+
+
+def measure(
+    entries: Sequence[str], n_envs: int, steps: int, repeats: int, warmup: int, seed: int = 0
+) -> dict[str, list[float]]:
+    """
+    Steps per second of every entry, ``repeats`` times in turn.
+
+    :param entries: Names from :data:`ENTRIES`.
+    :param n_envs: Number of envs.
+    :param steps: Env steps per timed measurement.
+    :param repeats: Rounds over all entries.
+    :param warmup: Warm-up env steps of each learner.
+    :param seed: Seed.
+    :return: Entry name -> the measured rates, one per round.
+    """
+    learners = {name: build_learner(name, n_envs, seed, warmup) for name in entries if name not in ("env", "rollout")}
+    timers: dict[str, Callable[[], float]] = {
+        "env": lambda: time_env(n_envs, steps, seed),
+        "rollout": lambda: time_rollout(n_envs, steps, seed),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in entries}
+    for round_ in range(repeats):
+        for name in entries:
+            rate = timers[name]() if name in timers else time_learn(learners[name], steps)
+            rates[name].append(rate)
+            print(f"round {round_ + 1}/{repeats} {name:>13}: {rate:8.0f} steps/s", flush=True)
+    return rates
+
+
+def summarize(rates: dict[str, list[float]], reference: str = "a2c") -> list[dict[str, Any]]:
+    """
+    Median rate of each entry and its ratio to the reference entry's median.
+
+    :param rates: From :func:`measure`.
+    :param reference: Entry the ratios are relative to.
+    :return: One row per entry.
+    """
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    return [
+        dict(
+            entry=name,
+            rates=values,
+            median=medians[name],
+            ratio_to_reference=medians[name] / medians[reference] if reference in medians else None,
+        )
+        for name, values in rates.items()
+    ]
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], reference: str = "a2c") -> str:
+    """
+    The rows as the markdown table of ``docs/benchmarks.md``.
+
+    :param rows: From :func:`summarize`.
+    :param reference: Name of the reference entry (column title).
+    :return: Markdown text.
+    """
+    lines = [f"| measured | median env steps/s | × {reference} | runs (steps/s) |", "|---|---|---|---|"]
+    for row in rows:
+        ratio = "–" if row["ratio_to_reference"] is None else f"{row['ratio_to_reference']:.2f}"
+        runs = ", ".join(f"{v:.0f}" for v in row["rates"])
+        lines.append(f"| {row['entry']} | {row['median']:.0f} | {ratio} | {runs} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """
+    Command-line entry point (see the module docstring).
+
+    :param argv: Arguments (default: ``sys.argv[1:]``).
+    """
+    import torch as th
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", nargs="+", default=list(ENTRIES), choices=list(ENTRIES))
+    parser.add_argument("--n-envs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20_000, help="env steps per timed measurement")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=10_000, help="env steps learnt before timing")
+    parser.add_argument("--tag", default="")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="folder of the result files")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats of 2 000 steps, warm-up 1 000")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.repeats, args.warmup, args.tag = 2_000, 2, 1_000, args.tag or "_quick"
+
+    th.set_num_threads(1)
+    rates = measure(args.entries, args.n_envs, args.steps, args.repeats, args.warmup)
+    rows = summarize(rates)
+    print(markdown_table(rows))
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    out = args.results_dir / f"throughput{args.tag}.json"
+    settings = {k: v for k, v in vars(args).items() if k not in ("quick", "results_dir")}
+    machine = dict(python=platform.python_version(), processor=platform.processor() or platform.machine())
+    out.write_text(json.dumps(dict(settings=settings, machine=machine, rows=rows), indent=1))
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The benchmark scripts run end to end on tiny configurations, and their bookkeeping is right.
+
+No timing is asserted: the figures the scripts measure are reported in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import gradient_quality, sample_efficiency, throughput
+
+
+# --- sample efficiency ---------------------------------------------------------------------------
+def result(returns: list[float], threshold: float = 10.0) -> sample_efficiency.RunResult:
+    steps = [100 * (i + 1) for i in range(len(returns))]
+    return sample_efficiency.RunResult("E", "reinforce", 0, 1000, threshold, steps=steps, returns=returns)
+
+
+def test_reached_and_stayed() -> None:
+    run = result([1, 12, 3, 11, 15, 10])
+    assert run.reached == 200  # first at or above 10
+    assert run.stayed == 400  # from 400 on, every evaluation is >= 10
+    assert run.final_return == 10
+    never = result([1, 2, 3])
+    assert never.reached is None and never.stayed is None
+    lost = result([12, 13, 2])
+    assert lost.reached == 100 and lost.stayed is None
+
+
+def test_summary_medians_count_unsolved_runs_as_slowest() -> None:
+    runs = [result([1, 12, 12], 10.0), result([12, 12, 12], 10.0), result([1, 1, 1], 10.0)]
+    for seed, run in enumerate(runs):
+        run.seed = seed
+    (row,) = sample_efficiency.summarize(runs)
+    assert row["reached"] == [200, 100, None] and row["n_reached"] == 2
+    assert row["median_reached"] == 200  # median of (100, 200, inf)
+    runs[0].returns = [1, 1, 1]
+    (row,) = sample_efficiency.summarize(runs)
+    assert row["median_reached"] is None  # only 1 of 3 seeds got there
+    assert "– (1/3)" in sample_efficiency.markdown_table([row])
+
+
+@pytest.mark.parametrize("algo", ["reinforce", "offpolicy_pg", "a2c"])
+def test_run_one_through_rl_zoo3_hyperparameters(algo: str) -> None:
+    setting = sample_efficiency.EnvSetting(threshold=1e9, budget=800, eval_freq=400, eval_episodes=2)
+    run = sample_efficiency.run_one("CartPole-v1", algo, 0, setting)
+    assert run.steps == sorted(run.steps) and run.steps[-1] >= 800
+    assert len(run.returns) == len(run.steps) >= 3 and all(r >= 8 for r in run.returns)  # CartPole: >= 8 steps
+    assert run.n_envs == (8 if algo == "a2c" else 1)  # rl-zoo3's a2c.yml uses 8 envs on CartPole-v1
+    assert run.reached is None and run.wall_s > 0
+
+
+def test_run_stops_once_it_stayed_solved() -> None:
+    setting = sample_efficiency.EnvSetting(threshold=0.0, budget=100_000, eval_freq=200, eval_episodes=1)
+    run = sample_efficiency.run_one("CartPole-v1", "reinforce", 0, setting, stop_after=3)
+    assert len(run.steps) == 3 and run.reached == run.stayed == run.steps[0]
+    assert run.steps[-1] < 1_000
+
+
+def test_main_writes_runs_table_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--envs", "CartPole-v1", "--algos", "reinforce", "ppo", "--seeds", "0", "--budget", "600"]
+    args += ["--eval-freq", "300", "--eval-episodes", "1", "--results-dir", str(tmp_path), "--tag", "_t"]
+    sample_efficiency.main(args)
+    runs = sample_efficiency.load_runs(tmp_path / "sample_efficiency_t.jsonl")
+    assert sorted(r.algo for r in runs) == ["ppo", "reinforce"]
+    summary = json.loads((tmp_path / "sample_efficiency_t.json").read_text())
+    assert [row["algo"] for row in summary] == ["reinforce", "ppo"]
+    assert (tmp_path / "sample_efficiency_t_CartPole-v1.png").stat().st_size > 10_000
+    assert "| CartPole-v1 | reinforce |" in capsys.readouterr().out
+    sample_efficiency.main(args)  # resumes: nothing left to run
+    assert len(sample_efficiency.load_runs(tmp_path / "sample_efficiency_t.jsonl")) == 2
+
+
+# --- throughput ----------------------------------------------------------------------------------
+def test_throughput_measures_every_entry(tmp_path: Path) -> None:
+    throughput.main(
+        [
+            *("--entries", "env", "rollout", "reinforce", "a2c"),
+            *("--n-envs", "2", "--steps", "200", "--repeats", "2", "--warmup", "0"),
+            *("--results-dir", str(tmp_path), "--tag", "_t"),
+        ]
+    )
+    saved = json.loads((tmp_path / "throughput_t.json").read_text())
+    rows = {row["entry"]: row for row in saved["rows"]}
+    assert set(rows) == {"env", "rollout", "reinforce", "a2c"}
+    assert all(len(row["rates"]) == 2 and row["median"] > 0 for row in rows.values())
+    assert rows["a2c"]["ratio_to_reference"] == pytest.approx(1.0)
+    assert rows["env"]["ratio_to_reference"] == pytest.approx(rows["env"]["median"] / rows["a2c"]["median"])
+
+
+# --- gradient quality ----------------------------------------------------------------------------
+def test_figures_recover_known_bias_and_spread() -> None:
+    rng = np.random.default_rng(0)
+    exact = np.array([3.0, 4.0])  # norm 5
+    samples = exact + np.array([0.5, 0.0]) + rng.normal(0.0, 1.0, size=(20_000, 2))
+    figures = gradient_quality.figures(samples, exact)
+    assert figures["rel_bias"] == pytest.approx(0.1, abs=0.005)
+    assert figures["rel_se"] == pytest.approx(np.sqrt(2) / 5, rel=0.02)
+    assert figures["rel_rmse"] == pytest.approx(np.sqrt(2 + 0.25) / 5, rel=0.02)
+    assert figures["noise"] == pytest.approx(np.sqrt(2 / 20_000) / 5, rel=0.02)
+
+
+def test_gradient_quality_tiny_run(tmp_path: Path) -> None:
+    rows = gradient_quality.run(
+        ["baselines", "offpolicy"], draws=4, n_episodes=3, estimators=[("per_decision", None)], distances=[0.35]
+    )
+    names = [row.estimator for row in rows]
+    assert names == [
+        "baseline=none",
+        "baseline=mean",
+        "baseline=optimal",
+        "baseline=value",
+        "per_decision c=None",
+        "no weights",
+    ]
+    assert all(row.draws == 4 and np.isfinite(row.rel_se) and row.rel_se > 0 for row in rows)
+    gradient_quality.plot(rows, tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 10_000
+    assert "| baseline=mean | 0.0 |" in gradient_quality.markdown_tables(rows)
