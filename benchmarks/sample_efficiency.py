@@ -69,13 +69,13 @@ class EnvSetting:
 
 #: CartPole-v1 and Acrobot-v1 thresholds: the issue's (475, -100); LunarLander-v3: 200.
 ENVS: dict[str, EnvSetting] = {
-    "CartPole-v1": EnvSetting(threshold=475.0, budget=100_000, eval_freq=2_500),
-    "Acrobot-v1": EnvSetting(threshold=-100.0, budget=200_000, eval_freq=5_000),
-    "LunarLander-v3": EnvSetting(threshold=200.0, budget=300_000, eval_freq=10_000),
+    "CartPole-v1": EnvSetting(threshold=475.0, budget=100_000, eval_freq=5_000, eval_episodes=5),
+    "Acrobot-v1": EnvSetting(threshold=-100.0, budget=200_000, eval_freq=10_000, eval_episodes=5),
+    "LunarLander-v3": EnvSetting(threshold=200.0, budget=200_000, eval_freq=20_000, eval_episodes=5),
 }
 
 #: A run stops once this many evaluations in a row reached the threshold.
-STOP_AFTER = 5
+STOP_AFTER = 4
 
 
 @dataclass
