@@ -27,12 +27,12 @@ test: $(VENV)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)
-	$(BIN)/ruff check sb3_reinforce tests
-	$(BIN)/ruff format --check sb3_reinforce tests
+	$(BIN)/ruff check sb3_reinforce tests benchmarks docs
+	$(BIN)/ruff format --check sb3_reinforce tests benchmarks docs
 
 format: $(VENV)
-	$(BIN)/ruff format sb3_reinforce tests
-	$(BIN)/ruff check --fix sb3_reinforce tests
+	$(BIN)/ruff format sb3_reinforce tests benchmarks docs
+	$(BIN)/ruff check --fix sb3_reinforce tests benchmarks docs
 
 type: $(VENV)
 	$(BIN)/mypy
