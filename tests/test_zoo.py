@@ -317,6 +317,27 @@ def test_cli_train_enjoy_continue_slow(algo: str, tmp_path: Path, capsys: pytest
     assert continued.seed != first.seed or continued.num_timesteps != first.num_timesteps
 
 
+def test_cli_save_replay_buffer_and_continue_with_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """rl-zoo3's --save-replay-buffer saves OffPolicyPG's episode buffer; -i loads it back (as for SAC/TD3)."""
+    import sb3_reinforce
+
+    logs = tmp_path / "logs"
+    common = ["--algo", "offpolicy_pg", "--env", ENV, "-f", str(logs), "--num-threads", "1", "--verbose", "0"]
+    cli.run(["train", *common, "-n", "1500", "--seed", "2", "--eval-freq", "-1", "--save-replay-buffer"])
+    (run,) = run_dirs(logs, "offpolicy_pg")
+    buffer_path = run / "replay_buffer.pkl"
+    assert buffer_path.is_file()
+    model = sb3_reinforce.OffPolicyPG.load(run / f"{ENV}.zip", device="cpu")
+    model.load_replay_buffer(buffer_path)
+    assert model.replay_buffer is not None and model.replay_buffer.n_episodes >= 4
+    saved_steps = model.replay_buffer.size()
+
+    capsys.readouterr()
+    cli.run(["train", *common, "-n", "300", "-i", str(run / f"{ENV}.zip"), "--eval-freq", "-1"])
+    assert "Loading replay buffer" in capsys.readouterr().out
+    assert saved_steps > 0
+
+
 def test_cli_plots_and_video_slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """plot_train, all_plots and record_video run on the agents trained through the wrapper (console script)."""
     monkeypatch.setenv("MPLBACKEND", "Agg")

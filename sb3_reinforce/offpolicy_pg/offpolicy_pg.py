@@ -347,11 +347,15 @@ class OffPolicyPG(EpisodicPolicyGradient):
         assert self.replay_buffer is not None, "The replay buffer is not defined"
         save_to_pkl(path, self.replay_buffer, self.verbose)
 
-    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
         """
         Load a replay buffer saved by :meth:`save_replay_buffer`.
 
         :param path: Path to the pickled replay buffer.
+        :param truncate_last_traj: Accepted for the signature of SB3's off-policy algorithms (rl-zoo3's
+            ``-i`` passes it).  SB3 uses it to close an episode that was still running when its buffer was
+            saved; this buffer only ever holds complete episodes, so there is never such an episode and
+            the value makes no difference.
         """
         buffer = load_from_pkl(path, self.verbose)
         if not isinstance(buffer, EpisodeReplayBuffer):
