@@ -11,8 +11,9 @@ Per run it records the evaluation curve and
 
 - ``reached``: env steps at the first evaluation whose mean return is at least the threshold;
 - ``stayed``: env steps at the first evaluation from which every later one, to the end of the run,
-  is at least the threshold.  A run ends at the budget, or early once ``stop_after`` evaluations in
-  a row reached the threshold (then it has stayed there since the first of them);
+  is at least the threshold, counted only when that is at least ``STOP_AFTER`` evaluations.  A run
+  ends at the budget, or early once ``STOP_AFTER`` evaluations in a row reached the threshold (then
+  it has stayed there since the first of them);
 - ``final_return``: mean of the last evaluation; ``wall_s``: wall time of ``learn()`` plus evaluations.
 
 Usage (from the repository root)::
@@ -91,6 +92,8 @@ class RunResult:
     :param returns: Mean evaluation return at each evaluation.
     :param wall_s: Wall time of the whole run (training and evaluations).
     :param n_envs: Number of training envs (from the hyperparameter file).
+    :param stop_after: Evaluations in a row at or above the threshold that end the run (and that
+        ``stayed`` requires).
     """
 
     env: str
@@ -102,6 +105,7 @@ class RunResult:
     returns: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     n_envs: int = 1
+    stop_after: int = STOP_AFTER
 
     @property
     def reached(self) -> int | None:
@@ -110,11 +114,18 @@ class RunResult:
 
     @property
     def stayed(self) -> int | None:
-        """Env steps from which every evaluation to the end of the run is at or above the threshold."""
-        first = None
+        """
+        Env steps at the start of the final run of evaluations at or above the threshold, if that run
+        has at least ``stop_after`` evaluations (None otherwise: a run that only just got there at the
+        end of its budget has not shown that it stays).
+        """
+        first, streak = None, 0
         for step, value in zip(self.steps, self.returns):
-            first = (step if first is None else first) if value >= self.threshold else None
-        return first
+            if value >= self.threshold:
+                first, streak = (step if first is None else first), streak + 1
+            else:
+                first, streak = None, 0
+        return first if streak >= self.stop_after else None
 
     @property
     def final_return(self) -> float:
@@ -177,7 +188,9 @@ def run_one(env_id: str, algo: str, seed: int, setting: EnvSetting, stop_after: 
     th.set_num_threads(1)
     register()
     config = str(hyperparams_file(algo)) if algo in ZOO_ALGOS else None
-    result = RunResult(env=env_id, algo=algo, seed=seed, budget=setting.budget, threshold=setting.threshold)
+    result = RunResult(
+        env=env_id, algo=algo, seed=seed, budget=setting.budget, threshold=setting.threshold, stop_after=stop_after
+    )
     with tempfile.TemporaryDirectory() as log_folder:
         manager = ExperimentManager(
             _argparse.Namespace(),

@@ -15,16 +15,20 @@ from benchmarks import gradient_quality, sample_efficiency, throughput
 
 
 # --- sample efficiency ---------------------------------------------------------------------------
-def result(returns: list[float], threshold: float = 10.0) -> sample_efficiency.RunResult:
+def result(returns: list[float], threshold: float = 10.0, stop_after: int = 3) -> sample_efficiency.RunResult:
     steps = [100 * (i + 1) for i in range(len(returns))]
-    return sample_efficiency.RunResult("E", "reinforce", 0, 1000, threshold, steps=steps, returns=returns)
+    return sample_efficiency.RunResult(
+        "E", "reinforce", 0, 1000, threshold, steps=steps, returns=returns, stop_after=stop_after
+    )
 
 
 def test_reached_and_stayed() -> None:
     run = result([1, 12, 3, 11, 15, 10])
     assert run.reached == 200  # first at or above 10
-    assert run.stayed == 400  # from 400 on, every evaluation is >= 10
+    assert run.stayed == 400  # from 400 on, every evaluation is >= 10, 3 of them
     assert run.final_return == 10
+    assert result([1, 12, 3, 11, 15, 10], stop_after=4).stayed is None  # the final streak is too short
+    assert result([1, 2, 30]).stayed is None  # got there only at the last evaluation
     never = result([1, 2, 3])
     assert never.reached is None and never.stayed is None
     lost = result([12, 13, 2])
@@ -32,7 +36,7 @@ def test_reached_and_stayed() -> None:
 
 
 def test_summary_medians_count_unsolved_runs_as_slowest() -> None:
-    runs = [result([1, 12, 12], 10.0), result([12, 12, 12], 10.0), result([1, 1, 1], 10.0)]
+    runs = [result([1, 12, 12], 10.0, 2), result([12, 12, 12], 10.0, 2), result([1, 1, 1], 10.0, 2)]
     for seed, run in enumerate(runs):
         run.seed = seed
     (row,) = sample_efficiency.summarize(runs)
