@@ -69,6 +69,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from sb3_reinforce import OffPolicyPG
 from sb3_reinforce.common.episode_replay_buffer import EpisodeReplayBuffer
 
+try:
+    from benchmarks.training_return import StopWhenSolved
+except ModuleNotFoundError:  # run as a script (python benchmarks/<name>.py): this folder is on sys.path
+    from training_return import StopWhenSolved  # type: ignore[no-redef]
+
 RESULTS = pathlib.Path(__file__).parent / "results"
 
 #: threshold: "solved" mean return of the last 20 training episodes; probe: the gradient study's
@@ -145,24 +150,6 @@ PROBE_SETTINGS: dict[str, Any] = {
 }
 
 
-class StopWhenSolved(BaseCallback):
-    """Record when the mean return of the last ``WINDOW`` training episodes first reaches ``threshold``; stop there."""
-
-    def __init__(self, threshold: float):
-        super().__init__()
-        self.threshold = threshold
-        self.returns: list[float] = []
-        self.solved_at: int | None = None
-
-    def _on_step(self) -> bool:
-        for info in self.locals["infos"]:
-            if "episode" in info:
-                self.returns.append(info["episode"]["r"])
-        if len(self.returns) >= WINDOW and np.mean(self.returns[-WINDOW:]) >= self.threshold:
-            self.solved_at = self.num_timesteps
-        return self.solved_at is None
-
-
 def make_model(env_id: str, settings: dict[str, Any], seed: int) -> OffPolicyPG:
     return OffPolicyPG("MlpPolicy", env_id, seed=seed, **{**COMMON, **settings})
 
@@ -179,7 +166,7 @@ def learning(envs: list[str], seeds: list[int], settings_grid: dict[str, dict[st
             steps, walls, finals = [], [], []
             for seed in seeds:
                 model = make_model(env_id, settings, seed)
-                callback = StopWhenSolved(spec["threshold"])
+                callback = StopWhenSolved(spec["threshold"], window=WINDOW)
                 start = time.perf_counter()
                 model.learn(env_budget, callback=callback)
                 walls.append(time.perf_counter() - start)

@@ -20,34 +20,15 @@ import time
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 from sb3_reinforce import REINFORCE
 
-
-class StopWhenSolved(BaseCallback):
-    """Record when the mean return of the last ``window`` training episodes first reaches ``threshold``.
-
-    Training stops there unless ``keep_going`` is set (to measure the final return at the full budget).
-    """
-
-    def __init__(self, threshold: float, window: int = 20, keep_going: bool = False):
-        super().__init__()
-        self.threshold, self.window, self.keep_going = threshold, window, keep_going
-        self.returns: list[float] = []
-        self.solved_at: int | None = None
-
-    def _on_step(self) -> bool:
-        for info in self.locals["infos"]:
-            if "episode" in info:
-                self.returns.append(info["episode"]["r"])
-        solved = len(self.returns) >= self.window and np.mean(self.returns[-self.window :]) >= self.threshold
-        if solved and self.solved_at is None:
-            self.solved_at = self.num_timesteps
-        return self.keep_going or self.solved_at is None
+try:
+    from benchmarks.training_return import StopWhenSolved
+except ModuleNotFoundError:  # run as a script (python benchmarks/<name>.py): this folder is on sys.path
+    from training_return import StopWhenSolved  # type: ignore[no-redef]
 
 
 def run(
