@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import gradient_quality, sample_efficiency, throughput
+from benchmarks import acrobot_options, gradient_quality, sample_efficiency, throughput
 
 
 # --- sample efficiency ---------------------------------------------------------------------------
@@ -125,3 +125,14 @@ def test_gradient_quality_tiny_run(tmp_path: Path) -> None:
     gradient_quality.plot(rows, tmp_path / "g.png")
     assert (tmp_path / "g.png").stat().st_size > 10_000
     assert "| baseline=mean | 0.0 |" in gradient_quality.markdown_tables(rows)
+
+
+# --- Acrobot options -----------------------------------------------------------------------------
+def test_acrobot_options_tiny_run(tmp_path: Path) -> None:
+    acrobot_options.main(
+        ["--seeds", "0", "--budget", "600", "--settings", "normalised observations", "--results-dir", str(tmp_path)]
+    )
+    (row,) = json.loads((tmp_path / "acrobot_options.json").read_text())
+    assert row["setting"] == "normalised observations" and row["budget"] == 600
+    (run,) = row["runs"]
+    assert run["solved_at"] is None and -500.0 <= run["final"] <= 0.0
