@@ -15,7 +15,9 @@ From ``draws`` draws of each estimator:
 Two studies:
 
 - ``baselines``: REINFORCE on-policy, ``gamma = 1``, each baseline (``none``, ``mean``,
-  ``optimal``, ``value`` with a fixed, deliberately imperfect value head ``0.8 V + 0.1``).
+  ``optimal``, ``value`` with a fixed, deliberately imperfect value head ``0.8 V + 0.1``), with
+  reward-to-go and with the whole return (where ``optimal``, a constant per episode, is the
+  variance-minimising constant of the lecture notes).
 - ``offpolicy``: OffPolicyPG with the episodes drawn by behaviour parameters ``theta_b`` that lie
   a fraction ``distance`` of the way from the target ``theta'`` to another random policy, the
   update taken at ``theta'`` (``gradient_steps=1``, a fresh buffer each time, mean baseline,
@@ -238,12 +240,22 @@ def run(
 
     run_seed = seed
     if "baselines" in studies:
-        for baseline in BASELINES:
-            run_seed += 1
-            samples = draw_updates(
-                mdp, "reinforce", target, target, draws, run_seed, n_episodes=n_episodes, baseline=baseline
-            )
-            record("baselines", f"baseline={baseline}", 0.0, samples)
+        for reward_to_go in (True, False):
+            for baseline in BASELINES:
+                run_seed += 1
+                samples = draw_updates(
+                    mdp,
+                    "reinforce",
+                    target,
+                    target,
+                    draws,
+                    run_seed,
+                    n_episodes=n_episodes,
+                    baseline=baseline,
+                    reward_to_go=reward_to_go,
+                )
+                returns = "reward-to-go" if reward_to_go else "whole return"
+                record("baselines", f"{returns}, baseline={baseline}", 0.0, samples)
     if "offpolicy" in studies:
         for distance in distances or DISTANCES:
             behaviour = behaviour_params(mdp, target, distance)
@@ -309,10 +321,15 @@ def plot(rows: Sequence[Row], path: Path) -> None:
 
     baselines = [r for r in rows if r.study == "baselines"]
     offpolicy = [r for r in rows if r.study == "offpolicy"]
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw=dict(width_ratios=[1, 3]))
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw=dict(width_ratios=[1.3, 3]))
     if baselines:
-        axes[0].bar([r.estimator.removeprefix("baseline=") for r in baselines], [r.rel_se for r in baselines])
-        axes[0].set_title(f"REINFORCE, {baselines[0].n_episodes} episodes: relative s.e.")
+        labels = [
+            r.estimator.replace("reward-to-go", "rtg").replace("whole return", "R").replace("baseline=", "")
+            for r in baselines
+        ]
+        axes[0].bar(labels, [r.rel_se for r in baselines])
+        axes[0].tick_params(axis="x", labelrotation=45, labelsize=8)
+        axes[0].set_title(f"REINFORCE, {baselines[0].n_episodes} episodes: relative s.e.", fontsize=9)
         axes[0].set_ylabel("relative standard error of one estimate")
     if offpolicy:
         names = list(dict.fromkeys(r.estimator for r in offpolicy))

@@ -114,17 +114,18 @@ def test_gradient_quality_tiny_run(tmp_path: Path) -> None:
     )
     names = [row.estimator for row in rows]
     assert names == [
-        "baseline=none",
-        "baseline=mean",
-        "baseline=optimal",
-        "baseline=value",
+        *(
+            f"{returns}, baseline={b}"
+            for returns in ("reward-to-go", "whole return")
+            for b in gradient_quality.BASELINES
+        ),
         "per_decision c=None",
         "no weights",
     ]
     assert all(row.draws == 4 and np.isfinite(row.rel_se) and row.rel_se > 0 for row in rows)
     gradient_quality.plot(rows, tmp_path / "g.png")
     assert (tmp_path / "g.png").stat().st_size > 10_000
-    assert "| baseline=mean | 0.0 |" in gradient_quality.markdown_tables(rows)
+    assert "| reward-to-go, baseline=mean | 0.0 |" in gradient_quality.markdown_tables(rows)
 
 
 # --- Acrobot options -----------------------------------------------------------------------------
