@@ -166,7 +166,14 @@ def _eval_callback(eval_env: Any, setting: EnvSetting, result: RunResult, stop_a
     return EvaluateAndStop()
 
 
-def run_one(env_id: str, algo: str, seed: int, setting: EnvSetting, stop_after: int = STOP_AFTER) -> RunResult:
+def run_one(
+    env_id: str,
+    algo: str,
+    seed: int,
+    setting: EnvSetting,
+    stop_after: int = STOP_AFTER,
+    hyperparams: dict[str, Any] | None = None,
+) -> RunResult:
     """
     Train one algorithm on one env with its rl-zoo3 hyperparameters and evaluate it along the way.
 
@@ -175,6 +182,7 @@ def run_one(env_id: str, algo: str, seed: int, setting: EnvSetting, stop_after: 
     :param seed: Seed of the run.
     :param setting: Budget, threshold and evaluation schedule.
     :param stop_after: Stop once this many evaluations in a row reached the threshold.
+    :param hyperparams: Entries that replace those of the hyperparameter file (rl-zoo3's ``-params``).
     :return: The run's curve and figures.
     """
     import argparse as _argparse
@@ -203,6 +211,7 @@ def run_one(env_id: str, algo: str, seed: int, setting: EnvSetting, stop_after: 
             verbose=0,
             device="cpu",
             config=config,
+            hyperparams=hyperparams,
         )
         with contextlib.redirect_stdout(io.StringIO()):  # rl-zoo3 prints the hyperparameters and paths
             setup = manager.setup_experiment()
@@ -398,6 +407,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--eval-episodes", type=int, default=None, help="override every env's evaluation episodes")
     parser.add_argument("--tag", default="", help="suffix of the result files, e.g. _quick")
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="folder of the result files")
+    parser.add_argument(
+        "--hyperparams",
+        type=json.loads,
+        default=None,
+        help="JSON dict replacing entries of the hyperparameter files (as rl-zoo3's -params); use with a --tag",
+    )
     parser.add_argument("--report", action="store_true", help="only write the tables and plots from the results")
     parser.add_argument("--quick", action="store_true", help="smoke run: CartPole-v1, seed 0, 5 000 steps")
     args = parser.parse_args(argv)
@@ -425,7 +440,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ]
     print(f"{len(jobs)} runs to do ({len(done)} already in {runs_path})", flush=True)
     with _progress(len(jobs)) as bar, ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = {pool.submit(run_one, env, algo, seed, settings[env]): (env, algo, seed) for env, algo, seed in jobs}
+        futures = {
+            pool.submit(run_one, env, algo, seed, settings[env], STOP_AFTER, args.hyperparams): (env, algo, seed)
+            for env, algo, seed in jobs
+        }
         for future in as_completed(futures):
             result = future.result()
             with runs_path.open("a") as file:

@@ -137,3 +137,9 @@ def test_acrobot_options_tiny_run(tmp_path: Path) -> None:
     assert row["setting"] == "normalised observations" and row["budget"] == 600
     (run,) = row["runs"]
     assert run["solved_at"] is None and -500.0 <= run["final"] <= 0.0
+
+
+def test_run_one_hyperparams_replace_file_entries() -> None:
+    setting = sample_efficiency.EnvSetting(threshold=1e9, budget=400, eval_freq=400, eval_episodes=1)
+    run = sample_efficiency.run_one("CartPole-v1", "reinforce", 0, setting, hyperparams={"n_envs": 2})
+    assert run.n_envs == 2  # reinforce.yml's CartPole-v1 entry has the default of 1
