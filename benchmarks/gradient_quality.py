@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_reinforce import REINFORCE, OffPolicyPG
+from tests.offpolicy_helpers import SwapParameters, action_net_vector
 from tests.tabular_mdp import TabularEnv, TabularMDP, flat_gradient, random_length_mdp, random_policy_params
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,24 +95,13 @@ class Row:
     rel_rmse: float
 
 
-def _set_action_net(model: Any, params: Params) -> None:
-    with th.no_grad():
-        model.policy.action_net.weight.copy_(th.as_tensor(params[0], dtype=th.float32))
-        model.policy.action_net.bias.copy_(th.as_tensor(params[1], dtype=th.float32))
-
-
-def _action_net_vector(model: Any) -> np.ndarray:
-    net = model.policy.action_net
-    return np.concatenate([net.weight.detach().double().numpy().ravel(), net.bias.detach().double().numpy()])
-
-
-class FreshUpdates(BaseCallback):
+class FreshUpdates(SwapParameters):
     """
     Turn training into independent draws of the update at ``target``.
 
     Each rollout starts from ``behaviour`` (an empty replay buffer for OffPolicyPG, and the value
-    head reset to ``value_weight``); at its end ``target`` is loaded, so the update is taken there;
-    at the next rollout start the change ``theta_after - target`` is recorded.
+    head reset to ``value_weight``); at its end ``target`` is loaded (``SwapParameters``), so the
+    update is taken there; at the next rollout start the change ``theta_after - target`` is recorded.
 
     :param behaviour: Parameters that collect the episodes.
     :param target: Parameters at which the update is taken.
@@ -121,8 +110,8 @@ class FreshUpdates(BaseCallback):
     """
 
     def __init__(self, behaviour: Params, target: Params, draws: int, value_weight: np.ndarray) -> None:
-        super().__init__()
-        self.behaviour, self.target, self.draws = behaviour, target, draws
+        super().__init__(behaviour, target)
+        self.draws = draws
         self.value_weight = value_weight
         self.target_vector = np.concatenate([target[0].ravel(), target[1]])
         self.samples: list[np.ndarray] = []
@@ -130,19 +119,16 @@ class FreshUpdates(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         if self.rollouts > 0:
-            self.samples.append(_action_net_vector(self.model) - self.target_vector)
+            self.samples.append(action_net_vector(self.model) - self.target_vector)
         self.rollouts += 1
         model: Any = self.model
         if isinstance(model, OffPolicyPG):
             assert model.replay_buffer is not None
             model.replay_buffer.reset()
-        _set_action_net(model, self.behaviour)
+        super()._on_rollout_start()
         with th.no_grad():
             model.policy.value_net.weight.copy_(th.as_tensor(self.value_weight[None, :], dtype=th.float32))
             model.policy.value_net.bias.zero_()
-
-    def _on_rollout_end(self) -> None:
-        _set_action_net(self.model, self.target)
 
     def _on_step(self) -> bool:
         return len(self.samples) < self.draws

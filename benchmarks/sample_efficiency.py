@@ -45,6 +45,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import sync_envs_normalization
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -133,37 +136,43 @@ class RunResult:
         return self.returns[-1] if self.returns else float("nan")
 
 
-def _eval_callback(eval_env: Any, setting: EnvSetting, result: RunResult, stop_after: int) -> Any:
-    """An SB3 callback that evaluates every ``setting.eval_freq`` env steps and stops once solved for good."""
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.vec_env import sync_envs_normalization
+class EvaluateAndStop(BaseCallback):
+    """
+    Evaluate every ``setting.eval_freq`` env steps (and at the end) into ``result``; stop once
+    ``stop_after`` evaluations in a row reached the threshold.
 
-    class EvaluateAndStop(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.next_eval = 0
-            self.in_a_row = 0
+    :param eval_env: The evaluation env (its ``VecNormalize`` statistics are synced from training).
+    :param setting: Threshold and evaluation schedule.
+    :param result: Where the evaluations are recorded.
+    :param stop_after: Evaluations in a row at or above the threshold that end training.
+    """
 
-        def evaluate(self) -> None:
-            sync_envs_normalization(self.training_env, eval_env)
-            outcome = evaluate_policy(self.model, eval_env, n_eval_episodes=setting.eval_episodes, deterministic=True)
-            mean = float(np.mean(outcome[0]))
-            result.steps.append(int(self.num_timesteps))
-            result.returns.append(float(mean))
-            self.in_a_row = self.in_a_row + 1 if mean >= setting.threshold else 0
-            self.next_eval += setting.eval_freq
+    def __init__(self, eval_env: Any, setting: EnvSetting, result: RunResult, stop_after: int) -> None:
+        super().__init__()
+        self.eval_env, self.setting, self.result, self.stop_after = eval_env, setting, result, stop_after
+        self.next_eval = 0
+        self.in_a_row = 0
 
-        def _on_step(self) -> bool:
-            if self.num_timesteps >= self.next_eval:
-                self.evaluate()
-            return self.in_a_row < stop_after
+    def evaluate(self) -> None:
+        """Play the evaluation episodes and record their mean return."""
+        sync_envs_normalization(self.training_env, self.eval_env)
+        outcome = evaluate_policy(
+            self.model, self.eval_env, n_eval_episodes=self.setting.eval_episodes, deterministic=True
+        )
+        mean = float(np.mean(outcome[0]))
+        self.result.steps.append(int(self.num_timesteps))
+        self.result.returns.append(mean)
+        self.in_a_row = self.in_a_row + 1 if mean >= self.setting.threshold else 0
+        self.next_eval += self.setting.eval_freq
 
-        def _on_training_end(self) -> None:
-            if not result.steps or result.steps[-1] != self.num_timesteps:
-                self.evaluate()
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.next_eval:
+            self.evaluate()
+        return self.in_a_row < self.stop_after
 
-    return EvaluateAndStop()
+    def _on_training_end(self) -> None:
+        if not self.result.steps or self.result.steps[-1] != self.num_timesteps:
+            self.evaluate()
 
 
 def run_one(
@@ -219,7 +228,7 @@ def run_one(
         model, _ = setup
         eval_env = manager.create_envs(1, eval_env=True)
         result.n_envs = model.n_envs
-        callback = _eval_callback(eval_env, setting, result, stop_after)
+        callback = EvaluateAndStop(eval_env, setting, result, stop_after)
         start = time.perf_counter()
         model.learn(setting.budget, callback=callback)
         result.wall_s = time.perf_counter() - start
