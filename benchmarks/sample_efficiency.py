@@ -71,11 +71,13 @@ class EnvSetting:
     eval_episodes: int = 10
 
 
-#: CartPole-v1 and Acrobot-v1 thresholds: the issue's (475, -100); LunarLander-v3: 200.
+#: CartPole-v1 and Acrobot-v1 thresholds: the issue's (475, -100); LunarLander-v3: 200 (its "solved");
+#: Pendulum-v1: -200 (it has no official threshold; about what rl-zoo3's tuned agents reach).
 ENVS: dict[str, EnvSetting] = {
     "CartPole-v1": EnvSetting(threshold=475.0, budget=100_000, eval_freq=5_000, eval_episodes=5),
     "Acrobot-v1": EnvSetting(threshold=-100.0, budget=200_000, eval_freq=10_000, eval_episodes=5),
     "LunarLander-v3": EnvSetting(threshold=200.0, budget=200_000, eval_freq=20_000, eval_episodes=5),
+    "Pendulum-v1": EnvSetting(threshold=-200.0, budget=1_000_000, eval_freq=50_000, eval_episodes=5),
 }
 
 #: A run stops once this many evaluations in a row reached the threshold.
