@@ -7,8 +7,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_reinforce import REINFORCE
 
-# Pendulum-v1 is an untuned starting point for REINFORCE (see hyperparams/reinforce.yml):
-# this example shows the API, not a result.
+# REINFORCE does not learn Pendulum-v1 with SB3's unbounded Gaussian policy (docs/choosing.md,
+# "Continuous actions with bounds"): this example shows the API, not a result.
 total_timesteps = int(os.environ.get("SB3_REINFORCE_EXAMPLE_STEPS", 200_000))
 
 vec_env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=4, seed=0), norm_obs=True, norm_reward=True)
