@@ -31,7 +31,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.sample_efficiency import ALGOS, ENVS, RESULTS, STOP_AFTER, EnvSetting, RunResult, run_one
+from benchmarks.sample_efficiency import ALGOS, ENVS, RESULTS, STOP_AFTER, RunResult, env_setting, run_one
 
 
 def load_candidates(path: Path) -> dict[str, dict[str, Any]]:
@@ -132,8 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs_path = args.results_dir / f"entry_search_{args.candidates.stem}.jsonl"
     records = [json.loads(line) for line in runs_path.read_text().splitlines()] if runs_path.exists() else []
     if not args.report:
-        overrides = {"budget": args.budget, "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes}
-        setting = EnvSetting(**{**asdict(ENVS[args.env]), **{k: v for k, v in overrides.items() if v is not None}})
+        setting = env_setting(args.env, args.budget, args.eval_freq, args.eval_episodes)
         done = {(r["candidate"], r["run"]["seed"]) for r in records}
         jobs = [(n, s) for n in (args.only or candidates) for s in args.seeds if (n, s) not in done]
         print(f"{len(jobs)} runs to do ({len(done)} already in {runs_path})", flush=True)

@@ -80,6 +80,23 @@ ENVS: dict[str, EnvSetting] = {
     "Pendulum-v1": EnvSetting(threshold=-200.0, budget=1_000_000, eval_freq=50_000, eval_episodes=5),
 }
 
+
+def env_setting(
+    env_id: str, budget: int | None = None, eval_freq: int | None = None, eval_episodes: int | None = None
+) -> EnvSetting:
+    """
+    The env's benchmark setting from :data:`ENVS`, with the values given here replacing its own.
+
+    :param env_id: A key of :data:`ENVS`.
+    :param budget: Env steps per run (None: the env's).
+    :param eval_freq: Env steps between evaluations (None: the env's).
+    :param eval_episodes: Deterministic episodes per evaluation (None: the env's).
+    :return: The setting.
+    """
+    given = dict(budget=budget, eval_freq=eval_freq, eval_episodes=eval_episodes)
+    return EnvSetting(**{**asdict(ENVS[env_id]), **{k: v for k, v in given.items() if v is not None}})
+
+
 #: A run stops once this many evaluations in a row reached the threshold.
 STOP_AFTER = 4
 
@@ -439,8 +456,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     overrides = {"budget": args.budget, "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes}
     if args.quick:
         overrides = {"budget": 5_000, "eval_freq": 1_000, "eval_episodes": 2}
-    given = {key: value for key, value in overrides.items() if value is not None}
-    settings = {env: EnvSetting(**{**asdict(ENVS[env]), **given}) for env in args.envs}
+    settings = {env: env_setting(env, **overrides) for env in args.envs}
     done = {(r.env, r.algo, r.seed) for r in load_runs(runs_path)}
     jobs = [
         (env, algo, seed)
