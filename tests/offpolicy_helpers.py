@@ -61,7 +61,7 @@ class SwapParameters(BaseCallback):
 def clone_policy(model: Any) -> Any:
     """An independent copy of ``model.policy`` (parameters and optimiser state)."""
     policy = model.policy_class(
-        model.observation_space, model.action_space, model.lr_schedule, use_sde=False, **model.policy_kwargs
+        model.observation_space, model.action_space, model.lr_schedule, use_sde=model.use_sde, **model.policy_kwargs
     )
     policy.load_state_dict(copy.deepcopy(model.policy.state_dict()))
     policy.optimizer.load_state_dict(copy.deepcopy(model.policy.optimizer.state_dict()))

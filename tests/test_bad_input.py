@@ -105,7 +105,7 @@ def test_gamma_inside_unit_interval_is_fine(value):
     model.learn(1)
 
 
-@pytest.mark.parametrize("flag", ["reward_to_go", "unbiased_discount", "normalize_advantage"])
+@pytest.mark.parametrize("flag", ["reward_to_go", "unbiased_discount", "normalize_advantage", "use_sde"])
 @pytest.mark.parametrize("value", [1, 0, "True", "no", None, 1.0])
 def test_non_bool_flags(flag, value):
     expect_value_error(flag, value, ["True or False"])
@@ -158,6 +158,41 @@ def test_bad_values_set_after_construction_are_refused_by_learn(attribute, value
         model.learn(100)
     assert_untouched(env)
     assert all(th.equal(p, q) for p, q in zip(model.policy.parameters(), before))
+
+
+@pytest.mark.parametrize("value", [0, -2, 2.5, "4", True, None])
+def test_sde_sample_freq(value):
+    expect_value_error("sde_sample_freq", value, [">= 1", "-1"])
+
+
+@pytest.mark.parametrize(("option", "value"), [("squash_output", True), ("full_std", False), ("use_expln", True)])
+def test_gsde_policy_options_without_use_sde(option, value):
+    env = SpyEnv(gym.spaces.Box(-1.0, 1.0, (2,), np.float32))
+    with pytest.raises(ValueError, match=re.escape(f"policy_kwargs[{option!r}]")) as info:
+        REINFORCE("MlpPolicy", env, policy_kwargs={option: value})
+    assert "use_sde=True" in str(info.value)
+    assert_untouched(env)
+
+
+def test_use_sde_needs_box_actions():
+    env = SpyEnv(gym.spaces.Discrete(2))
+    with pytest.raises(ValueError) as info:
+        REINFORCE("MlpPolicy", env, use_sde=True)
+    message = str(info.value)
+    assert "use_sde=True" in message and "Discrete(2)" in message and "Box" in message
+    assert_untouched(env)
+
+
+def test_gsde_options_are_fine_with_box_actions():
+    env = SpyEnv(gym.spaces.Box(-1.0, 1.0, (2,), np.float32))
+    model = REINFORCE(
+        "MlpPolicy",
+        env,
+        use_sde=True,
+        sde_sample_freq=8,
+        policy_kwargs={"squash_output": True, "full_std": False, "use_expln": True},
+    )
+    assert model.policy.use_sde and model.policy.squash_output
 
 
 # ----------------------------------------------------------------------------- action spaces

@@ -114,6 +114,8 @@ class EpisodicPolicyGradient(BaseAlgorithm):
     :param vf_coef: Value-function coefficient of the loss (value baseline only).
     :param max_grad_norm: Clip the gradient to this norm (None: no clipping).
     :param max_episode_steps: Stop with an error when an env without a time limit runs an episode longer than this.
+    :param use_sde: Explore with generalized State-Dependent Exploration (gSDE; ``Box`` actions only).
+    :param sde_sample_freq: With gSDE, draw a new noise matrix every this many steps (-1: once per rollout).
     :param stats_window_size: Window size for the rollout logging (episodes averaged).
     :param tensorboard_log: The log location for tensorboard (if None, no logging).
     :param monitor_wrapper: When creating an environment, whether to wrap it in a ``Monitor``.
@@ -152,6 +154,8 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         vf_coef: float,
         max_grad_norm: float | None,
         max_episode_steps: int,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         monitor_wrapper: bool = True,
@@ -171,8 +175,13 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         self.vf_coef = vf_coef
         self.max_grad_norm = max_grad_norm
         self.max_episode_steps = max_episode_steps
+        self.use_sde = use_sde
+        self.sde_sample_freq = sde_sample_freq
+        # Steps taken since the current rollout started (when gSDE draws a new noise matrix).
+        self._rollout_steps = 0
         # Bad hyperparameters are reported before the env is even built.
         self._validate_hyperparameters(learning_rate)
+        self._check_policy_kwargs(policy_kwargs)
         super().__init__(
             policy=policy,
             env=env,
@@ -185,8 +194,12 @@ class EpisodicPolicyGradient(BaseAlgorithm):
             support_multi_env=True,
             monitor_wrapper=monitor_wrapper,
             seed=seed,
+            # The gSDE action-space check is ours (its message names the parameter), so the base class
+            # is told use_sde=False and the value is restored just after.
             use_sde=False,
+            sde_sample_freq=sde_sample_freq,
         )
+        self.use_sde = use_sde
         # SB3's load() builds the model without an env, hence without an action space yet.
         self._check_action_space(getattr(self, "action_space", None))
         self.rollout_buffer = None
@@ -216,17 +229,42 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         check_number("vf_coef", self.vf_coef, 0.0)
         check_number("max_grad_norm", self.max_grad_norm, 0.0, low_inclusive=False, allow_none=True)
         check_int("max_episode_steps", self.max_episode_steps, 1)
-        for flag in ("reward_to_go", "unbiased_discount", "normalize_advantage"):
+        for flag in ("reward_to_go", "unbiased_discount", "normalize_advantage", "use_sde"):
             value = getattr(self, flag)
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{flag}={value!r} is not allowed: it must be True or False")
+        if self.sde_sample_freq != -1:
+            check_int("sde_sample_freq", self.sde_sample_freq, 1, "or -1 (one noise matrix per rollout)")
 
-    @staticmethod
-    def _check_action_space(action_space: spaces.Space | None) -> None:
-        if action_space is not None and not isinstance(action_space, SUPPORTED_ACTION_SPACES):
+    def _check_policy_kwargs(self, policy_kwargs: dict[str, Any] | None) -> None:
+        """
+        Reject the policy's gSDE-only options without ``use_sde=True`` (SB3 would ignore or assert on them).
+
+        :param policy_kwargs: The ``policy_kwargs`` given.
+        """
+        if self.use_sde or not policy_kwargs:
+            return
+        if policy_kwargs.get("squash_output"):
+            raise ValueError(
+                "policy_kwargs['squash_output']=True is only allowed with use_sde=True "
+                "(SB3 squashes actions with tanh only for gSDE)"
+            )
+        for name in ("full_std", "use_expln"):
+            if name in policy_kwargs:
+                raise ValueError(f"policy_kwargs[{name!r}] is a gSDE option: it is only allowed with use_sde=True")
+
+    def _check_action_space(self, action_space: spaces.Space | None) -> None:
+        if action_space is None:
+            return
+        if not isinstance(action_space, SUPPORTED_ACTION_SPACES):
             allowed = ", ".join(space.__name__ for space in SUPPORTED_ACTION_SPACES)
             raise UnsupportedActionSpaceError(
                 f"action_space={action_space} is not supported: the policy can only sample from {allowed}"
+            )
+        if self.use_sde and not isinstance(action_space, spaces.Box):
+            raise ValueError(
+                f"use_sde=True is not allowed with action_space={action_space}: gSDE needs continuous (Box) "
+                "actions; use use_sde=False"
             )
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
@@ -245,7 +283,7 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(  # type: ignore[assignment]
-            self.observation_space, self.action_space, self.lr_schedule, use_sde=False, **self.policy_kwargs
+            self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
         )
         self.policy = self.policy.to(self.device)
 
@@ -265,9 +303,24 @@ class EpisodicPolicyGradient(BaseAlgorithm):
             return np.clip(actions, self.action_space.low, self.action_space.high)
         return actions
 
+    def _start_rollout(self, env: VecEnv, callback: BaseCallback) -> None:
+        """
+        What every rollout starts with: evaluation mode, a fresh gSDE noise matrix, the callback.
+
+        :param env: The training env.
+        :param callback: Callback whose ``on_rollout_start`` runs.
+        """
+        self.policy.set_training_mode(False)
+        self._rollout_steps = 0
+        if self.use_sde:
+            self.policy.reset_noise(env.num_envs)
+        callback.on_rollout_start()
+
     def _step_envs(self, env: VecEnv, callback: BaseCallback) -> EnvStep | None:
         """
         Sample actions from the current policy, step every env once and fire the step callback.
+
+        With gSDE, a new noise matrix is drawn every ``sde_sample_freq`` steps of the rollout.
 
         :param env: The training env.
         :param callback: Callback whose ``on_step`` runs after the step.
@@ -275,6 +328,10 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         """
         observations = self._last_obs
         assert observations is not None, "No previous observation was provided"
+        steps = self._rollout_steps
+        if self.use_sde and self.sde_sample_freq > 0 and steps > 0 and steps % self.sde_sample_freq == 0:
+            self.policy.reset_noise(env.num_envs)
+        self._rollout_steps += 1
         action_tensor, log_prob_tensor = sample_actions(self.policy, obs_as_tensor(observations, self.device))
         actions = action_tensor.cpu().numpy()
         log_probs = log_prob_tensor.cpu().numpy()

@@ -192,6 +192,12 @@ class OffPolicyPG(EpisodicPolicyGradient):
     :param max_grad_norm: Clip the gradient to this norm before each step (None: no clipping).
     :param max_episode_steps: Guard against episodes that never end: if an env without a time limit
         runs an episode past this many steps, training stops with an error.
+    :param use_sde: Explore with generalized State-Dependent Exploration (gSDE, ``Box`` actions only):
+        the noise is a function of the state, drawn as a random matrix that is kept for several
+        steps.  The update uses each action's per-step (marginal) log-probability, as SB3's A2C and
+        PPO do, so with gSDE it is no longer an exact estimate of the gradient (see ``docs/choosing.md``).
+    :param sde_sample_freq: With gSDE, draw a new noise matrix every ``sde_sample_freq`` steps
+        (-1: only at the start of each rollout).
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes
         to average the reported success rate, mean episode length, and mean reward over.
     :param tensorboard_log: The log location for tensorboard (if None, no logging).
@@ -236,6 +242,8 @@ class OffPolicyPG(EpisodicPolicyGradient):
         vf_coef: float = 0.5,
         max_grad_norm: float | None = None,
         max_episode_steps: int = 100_000,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         monitor_wrapper: bool = True,
@@ -270,6 +278,8 @@ class OffPolicyPG(EpisodicPolicyGradient):
             vf_coef=vf_coef,
             max_grad_norm=max_grad_norm,
             max_episode_steps=max_episode_steps,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             monitor_wrapper=monitor_wrapper,
@@ -377,8 +387,7 @@ class OffPolicyPG(EpisodicPolicyGradient):
         """
         assert self.replay_buffer is not None and self._running is not None, "call learn() to collect"
         running = self._running
-        self.policy.set_training_mode(False)
-        callback.on_rollout_start()
+        self._start_rollout(env, callback)
         new_episodes = new_steps = 0
         while new_episodes < self.n_episodes:
             original_obs = self._last_original_obs if self._vec_normalize_env is not None else self._last_obs

@@ -59,6 +59,12 @@ class REINFORCE(EpisodicPolicyGradient):
     :param max_grad_norm: Clip the gradient to this norm before the step (None: no clipping).
     :param max_episode_steps: Guard against episodes that never end: if an env without a time limit
         runs an episode past this many steps, training stops with an error.
+    :param use_sde: Explore with generalized State-Dependent Exploration (gSDE, ``Box`` actions only):
+        the noise is a function of the state, drawn as a random matrix that is kept for several
+        steps.  The update uses each action's per-step (marginal) log-probability, as SB3's A2C and
+        PPO do, so with gSDE it is no longer an exact estimate of the gradient (see ``docs/choosing.md``).
+    :param sde_sample_freq: With gSDE, draw a new noise matrix every ``sde_sample_freq`` steps
+        (-1: only at the start of each rollout).
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes
         to average the reported success rate, mean episode length, and mean reward over.
     :param tensorboard_log: The log location for tensorboard (if None, no logging).
@@ -94,6 +100,8 @@ class REINFORCE(EpisodicPolicyGradient):
         vf_coef: float = 0.5,
         max_grad_norm: float | None = None,
         max_episode_steps: int = 100_000,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         monitor_wrapper: bool = True,
@@ -117,6 +125,8 @@ class REINFORCE(EpisodicPolicyGradient):
             vf_coef=vf_coef,
             max_grad_norm=max_grad_norm,
             max_episode_steps=max_episode_steps,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             monitor_wrapper=monitor_wrapper,
@@ -142,9 +152,8 @@ class REINFORCE(EpisodicPolicyGradient):
         :param callback: Callback fired at each step and at the start and end of the rollout.
         :return: False if the callback stopped training, True otherwise.
         """
-        self.policy.set_training_mode(False)
+        self._start_rollout(env, callback)
         n_envs, n_episodes = env.num_envs, self.n_episodes
-        callback.on_rollout_start()
         if not self._envs_just_reset:
             self._last_obs = env.reset()  # type: ignore[assignment]
             self._last_episode_starts = np.ones(n_envs, dtype=bool)
