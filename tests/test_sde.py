@@ -38,8 +38,9 @@ class ConstantObservationEnv(gym.Env):
         return np.array([0.5, -0.5], dtype=np.float32), 0.0, self.t >= EPISODE_LENGTH, False, {}
 
 
-def make_model(cls, n_envs=1, **kwargs):
-    env = DummyVecEnv([ConstantObservationEnv] * n_envs)
+def make_model(cls, n_envs=1, env=None, **kwargs):
+    """One episode per env and update, no baseline; ``n_envs`` constant-observation envs unless ``env`` is given."""
+    env = env if env is not None else DummyVecEnv([ConstantObservationEnv] * n_envs)
     extra = {"buffer_size": 100} if cls is OffPolicyPG else {}
     return cls("MlpPolicy", env, n_episodes=n_envs, baseline="none", seed=0, **extra, **kwargs)
 
@@ -136,17 +137,7 @@ def test_stored_log_probs_are_the_per_step_marginals(cls, squash_output):
 def test_squashed_actions_are_rescaled_to_the_env_bounds(cls):
     """With ``squash_output`` the policy acts in [-1, 1], mapped to the env's bounds (here [-2, 2])."""
     env = TimeLimit(gym.make("Pendulum-v1").unwrapped, 20)
-    extra = {"buffer_size": 100} if cls is OffPolicyPG else {}
-    model = cls(
-        "MlpPolicy",
-        env,
-        n_episodes=1,
-        baseline="none",
-        use_sde=True,
-        seed=0,
-        policy_kwargs={"squash_output": True, "log_std_init": 1.0},
-        **extra,
-    )
+    model = make_model(cls, env=env, use_sde=True, policy_kwargs={"squash_output": True, "log_std_init": 1.0})
     sent = []
     original_step = model.env.step
 
