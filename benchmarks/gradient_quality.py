@@ -1,27 +1,18 @@
 """Gradient quality: bias and variance of each estimator against the exact policy gradient.
 
-The MDP is the random-length tabular MDP of the test suite (``tests/tabular_mdp.py``: 3 states,
-2 actions, episode lengths that depend on the actions), with the tabular softmax policy that SB3's
-``MlpPolicy`` becomes with ``net_arch=[]``, so ``grad J`` is known exactly.  Each *draw* is one
-update of the public API (SGD, ``learning_rate=1``, so the change of the policy parameters is the
-gradient estimate) on a fresh batch of ``n_episodes`` episodes, from the same parameters each time.
-From ``draws`` draws of each estimator:
+On the random-length tabular MDP of :mod:`benchmarks.tabular_mdp` (3 states, 2 actions, episode
+lengths that depend on the actions) SB3's ``MlpPolicy`` with ``net_arch=[]`` is a tabular softmax,
+so ``grad J`` is known exactly.  Each *draw* is one update of the public API (SGD,
+``learning_rate=1``: the parameter change is the estimate) on a fresh batch of ``n_episodes``
+episodes, always from the same parameters.  Per estimator, over ``draws`` draws: ``rel_bias``
+(``|mean - grad J| / |grad J|``) with its Monte-Carlo ``noise`` level, ``rel_se`` (one batch's
+relative standard error) and ``rel_rmse`` (both together).  Two studies:
 
-- ``rel_bias = |mean - grad J| / |grad J|`` and, next to it, ``noise``: the same quantity's
-  Monte-Carlo noise level ``sqrt(trace(Cov) / draws) / |grad J|`` (a bias below it is not resolved);
-- ``rel_se = sqrt(trace(Cov)) / |grad J|``: the relative standard error of one batch's estimate;
-- ``rel_rmse = sqrt(mean |draw - grad J|^2) / |grad J|``, which combines both.
-
-Two studies:
-
-- ``baselines``: REINFORCE on-policy, ``gamma = 1``, each baseline (``none``, ``mean``,
-  ``optimal``, ``value`` with a fixed, deliberately imperfect value head ``0.8 V + 0.1``), with
-  reward-to-go and with the whole return (where ``optimal``, a constant per episode, is the
-  variance-minimising constant of the lecture notes).
-- ``offpolicy``: OffPolicyPG with the episodes drawn by behaviour parameters ``theta_b`` that lie
-  a fraction ``distance`` of the way from the target ``theta'`` to another random policy, the
-  update taken at ``theta'`` (``gradient_steps=1``, a fresh buffer each time, mean baseline,
-  ``gamma = 1``), for each importance-weight mode and truncation level.
+- ``baselines``: REINFORCE on-policy, ``gamma = 1``, every baseline (``value`` with a fixed,
+  deliberately imperfect value head ``0.8 V + 0.1``), with reward-to-go and with the whole return;
+- ``offpolicy``: OffPolicyPG (mean baseline, one gradient step on a fresh buffer) on episodes drawn
+  by behaviour parameters a fraction ``distance`` of the way from the target to another random
+  policy, for each importance-weight mode and truncation, and with no weights at all.
 
 Usage (from the repository root)::
 
@@ -43,9 +34,9 @@ from typing import Any
 import numpy as np
 import torch as th
 
+from benchmarks.tabular_mdp import TabularEnv, TabularMDP, flat_gradient, random_length_mdp, random_policy_params
+from benchmarks.tabular_policy import SwapParameters, action_net_vector
 from sb3_reinforce import REINFORCE, OffPolicyPG
-from tests.offpolicy_helpers import SwapParameters, action_net_vector
-from tests.tabular_mdp import TabularEnv, TabularMDP, flat_gradient, random_length_mdp, random_policy_params
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -1,31 +1,21 @@
-"""Sample efficiency of REINFORCE and OffPolicyPG side by side with SB3's A2C and PPO.
+"""Sample efficiency: env steps to solve, for REINFORCE and OffPolicyPG next to SB3's A2C and PPO.
 
-Every algorithm is built by rl-zoo3's own ``ExperimentManager`` from its hyperparameter file:
-``hyperparams/reinforce.yml`` and ``hyperparams/offpolicy_pg.yml`` of this project, rl-zoo3's tuned
-``a2c.yml`` and ``ppo.yml`` for the others (``n_envs``, ``normalize``, schedules included).  All
-algorithms get the same env-step budget per env (``ENVS``); a separate evaluation env (rl-zoo3's,
-with the training ``VecNormalize`` statistics synced in) runs ``eval_episodes`` deterministic
-episodes every ``eval_freq`` env steps.
-
-Per run it records the evaluation curve and
-
-- ``reached``: env steps at the first evaluation whose mean return is at least the threshold;
-- ``stayed``: env steps at the first evaluation from which every later one, to the end of the run,
-  is at least the threshold, counted only when that is at least ``STOP_AFTER`` evaluations.  A run
-  ends at the budget, or early once ``STOP_AFTER`` evaluations in a row reached the threshold (then
-  it has stayed there since the first of them);
-- ``final_return``: mean of the last evaluation; ``wall_s``: wall time of ``learn()`` plus evaluations.
+Each algorithm is built by rl-zoo3's ``ExperimentManager`` from its hyperparameter file (ours from
+``hyperparams/``, rl-zoo3's tuned ``a2c.yml`` and ``ppo.yml`` for SB3's), trained for the env's budget
+(``ENVS``, the same for every algorithm) and evaluated on deterministic episodes every ``eval_freq``
+env steps.  Per run it records the evaluation curve, ``reached`` (env steps at the first evaluation at
+or above the threshold), ``stayed`` (env steps from which every later evaluation is, at least
+``STOP_AFTER`` of them; the run then stops), the final return and the wall time.
 
 Usage (from the repository root)::
 
-    python -m benchmarks.sample_efficiency --envs CartPole-v1 Acrobot-v1 --seeds 0 1 2 3 4 --workers 2
-    python -m benchmarks.sample_efficiency --envs LunarLander-v3 --seeds 0 1 2 3 4 --workers 2
+    python -m benchmarks.sample_efficiency --envs CartPole-v1 Acrobot-v1 LunarLander-v3 --seeds 0 1 2 3 4 --workers 2
     python -m benchmarks.sample_efficiency --report        # tables and PNGs from the results so far
     python -m benchmarks.sample_efficiency --quick         # smoke run, about a minute
 
-Runs are appended, one JSON line each, to ``benchmarks/results/sample_efficiency<tag>.jsonl`` as
-they finish; a run already there is not repeated (so an interrupted benchmark resumes).  The report
-writes ``sample_efficiency<tag>.json`` (the summary) and ``sample_efficiency<tag>_<env>.png``.
+Runs are appended to ``benchmarks/results/sample_efficiency<tag>.jsonl`` as they finish (a run already
+there is not repeated, so an interrupted benchmark resumes); the report writes the summary
+``sample_efficiency<tag>.json`` and ``sample_efficiency<tag>_<env>.png``.
 """
 
 from __future__ import annotations

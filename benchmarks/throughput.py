@@ -1,16 +1,15 @@
 """Throughput: env steps per second of ``learn()`` next to the raw env and a rollout-only loop.
 
-All in one process, one torch thread, CartPole-v1 in a ``DummyVecEnv`` of ``--n-envs`` envs (8 by
-default) built by SB3's ``make_vec_env``.  Measured, each ``--repeats`` times in turn (so that a
-change of machine load hits every entry alike), then the median:
+CartPole-v1 in a ``DummyVecEnv`` of ``--n-envs`` envs (8 by default), one process, one torch thread.
+Each entry is timed ``--repeats`` times in turn (so that a change of machine load hits every entry
+alike) and the median reported:
 
 - ``env``: the vectorised env alone, stepped with random actions;
-- ``rollout``: the env driven by a policy (``policy.predict`` of an ``MlpPolicy``, sampling), no learning;
+- ``rollout``: the env driven by ``policy.predict`` of an ``MlpPolicy``, no learning;
 - ``reinforce``, ``offpolicy_pg``, ``a2c``, ``ppo``: ``learn()`` with each class's default
-  hyperparameters (A2C and PPO as SB3 ships them), env steps counted by ``num_timesteps``.
+  hyperparameters, after an untimed warm-up of ``--warmup`` steps.
 
-Every algorithm first learns a warm-up of ``--warmup`` steps (not timed), so that the timed part is a
-policy that already plays longer episodes, as in real training.  Usage::
+Usage (from the repository root)::
 
     python -m benchmarks.throughput                 # 5 repeats of 20 000 steps each
     python -m benchmarks.throughput --quick         # smoke run, seconds

@@ -1,6 +1,6 @@
 """Helpers shared by the OffPolicyPG tests: parameter access, update recording and an independent loss.
 
-:func:`reference_loss` is the SPEC §6 loss written the slow, obvious way (Python loops over
+:func:`reference_loss` is the docs/maths.md §6 loss written the slow, obvious way (Python loops over
 episodes and steps, float64, its own returns, weights and baselines), sharing no code with
 ``sb3_reinforce.common`` beyond the policy network itself.  The replay tests compare the update
 the library applied with the gradient of this loss.  (SB3's preprocessing runs the network in
@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_reinforce import OffPolicyPG
 from sb3_reinforce.common.episodes import EpisodeBatch
@@ -25,37 +24,6 @@ from sb3_reinforce.common.episodes import EpisodeBatch
 def policy_vector(model: Any) -> np.ndarray:
     """All policy parameters (SB3 order) as one float64 vector."""
     return np.concatenate([p.detach().cpu().double().numpy().ravel() for p in model.policy.parameters()])
-
-
-def action_net_vector(model: Any) -> np.ndarray:
-    """``(W, b)`` of the tabular policy (``W`` row-major, then ``b``), float64."""
-    net = model.policy.action_net
-    return np.concatenate([net.weight.detach().double().numpy().ravel(), net.bias.detach().double().numpy()])
-
-
-def set_action_net(model: Any, weight: np.ndarray, bias: np.ndarray) -> None:
-    """Load ``(W, b)`` into the tabular policy's ``action_net``."""
-    with th.no_grad():
-        model.policy.action_net.weight.copy_(th.as_tensor(weight, dtype=th.float32))
-        model.policy.action_net.bias.copy_(th.as_tensor(bias, dtype=th.float32))
-
-
-class SwapParameters(BaseCallback):
-    """Load the behaviour parameters when a rollout starts and the target parameters when it ends."""
-
-    def __init__(self, behaviour: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, np.ndarray]):
-        super().__init__()
-        self.behaviour = behaviour
-        self.target = target
-
-    def _on_rollout_start(self) -> None:
-        set_action_net(self.model, *self.behaviour)
-
-    def _on_rollout_end(self) -> None:
-        set_action_net(self.model, *self.target)
-
-    def _on_step(self) -> bool:
-        return True
 
 
 def clone_policy(model: Any) -> Any:
@@ -126,7 +94,7 @@ class LossConfig:
 
 def reference_loss(policy: Any, batch: EpisodeBatch, cfg: LossConfig, discrete: bool) -> th.Tensor:
     """
-    The SPEC §6 total loss of ``batch`` under ``policy`` (a float64 copy), with loops over episodes and steps.
+    The docs/maths.md §6 total loss of ``batch`` under ``policy`` (a float64 copy), with loops over episodes and steps.
 
     Per decision: ``A_t = sum_{t'>=t} gamma^(t'-t) w_t' r_t' - w_t b_t`` (reward-to-go) or
     ``sum_t' gamma^t' w_{max(t,t')} r_t' - w_t b_t`` (whole return); per step: ``A_t = rhō_t (Ĝ_t - b_t)``.

@@ -36,13 +36,15 @@ ACTION_SPACES = {
 }
 
 
+@pytest.mark.parametrize("share", [True, False], ids=["shared_extractor", "separate_extractors"])
 @pytest.mark.parametrize("name", list(ACTION_SPACES))
 @pytest.mark.parametrize(
     "observation_space", [BOX, spaces.Dict({"a": BOX, "b": spaces.Discrete(3)})], ids=["box", "dict"]
 )
-def test_samples_and_log_probs_equal_sb3_distribution(name: str, observation_space: spaces.Space) -> None:
+def test_samples_and_log_probs_equal_sb3_distribution(name: str, observation_space: spaces.Space, share: bool) -> None:
     policy_name = "MultiInputPolicy" if isinstance(observation_space, spaces.Dict) else "MlpPolicy"
-    model = REINFORCE(policy_name, SpaceEnv(observation_space, ACTION_SPACES[name]), seed=0)
+    env = SpaceEnv(observation_space, ACTION_SPACES[name])
+    model = REINFORCE(policy_name, env, seed=0, policy_kwargs=dict(share_features_extractor=share))
     policy = model.policy
     assert has_fast_categorical_path(policy) == (name == "discrete")
     observation_space.seed(1)

@@ -1,4 +1,4 @@
-"""SPEC §8: bad input is refused before any training, with a message naming the parameter, the
+"""docs/maths.md §8: bad input is refused before any training, with a message naming the parameter, the
 value and what is allowed; a non-finite update stops training and leaves the model as it was."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import acrobot_options, action_bounds, entry_search, gradient_quality, sample_efficiency, throughput
+from benchmarks import gradient_quality, sample_efficiency, throughput
 
 
 # --- sample efficiency ---------------------------------------------------------------------------
@@ -63,6 +63,12 @@ def test_run_stops_once_it_stayed_solved() -> None:
     run = sample_efficiency.run_one("CartPole-v1", "reinforce", 0, setting, stop_after=3)
     assert len(run.steps) == 3 and run.reached == run.stayed == run.steps[0]
     assert run.steps[-1] < 1_000
+
+
+def test_run_one_hyperparams_replace_file_entries() -> None:
+    setting = sample_efficiency.EnvSetting(threshold=1e9, budget=400, eval_freq=400, eval_episodes=1)
+    run = sample_efficiency.run_one("CartPole-v1", "reinforce", 0, setting, hyperparams={"n_envs": 2})
+    assert run.n_envs == 2  # reinforce.yml's CartPole-v1 entry has the default of 1
 
 
 def test_main_writes_runs_table_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,64 +132,3 @@ def test_gradient_quality_tiny_run(tmp_path: Path) -> None:
     gradient_quality.plot(rows, tmp_path / "g.png")
     assert (tmp_path / "g.png").stat().st_size > 10_000
     assert "| reward-to-go, baseline=mean | 0.0 |" in gradient_quality.markdown_tables(rows)
-
-
-# --- Acrobot options -----------------------------------------------------------------------------
-def test_acrobot_options_tiny_run(tmp_path: Path) -> None:
-    acrobot_options.main(
-        ["--seeds", "0", "--budget", "600", "--settings", "normalised observations", "--results-dir", str(tmp_path)]
-    )
-    (row,) = json.loads((tmp_path / "acrobot_options.json").read_text())
-    assert row["setting"] == "normalised observations" and row["budget"] == 600
-    (run,) = row["runs"]
-    assert run["solved_at"] is None and -500.0 <= run["final"] <= 0.0
-
-
-def test_run_one_hyperparams_replace_file_entries() -> None:
-    setting = sample_efficiency.EnvSetting(threshold=1e9, budget=400, eval_freq=400, eval_episodes=1)
-    run = sample_efficiency.run_one("CartPole-v1", "reinforce", 0, setting, hyperparams={"n_envs": 2})
-    assert run.n_envs == 2  # reinforce.yml's CartPole-v1 entry has the default of 1
-
-
-# --- entry search --------------------------------------------------------------------------------
-def test_entry_search_ranks_by_tail_mean_over_seeds() -> None:
-    def record(candidate: str, seed: int, returns: list[float]) -> dict[str, object]:
-        run = result(returns)
-        run.seed = seed
-        return dict(candidate=candidate, hyperparams={"learning_rate": 0.1}, run=run.__dict__)
-
-    records = [record("a", 1, [0, 0, 9, 9]), record("a", 0, [9, 9, 0, 3]), record("b", 0, [5, 5, 5, 4])]
-    assert entry_search.tail_score(sample_efficiency.RunResult(**records[0]["run"]), last=2) == 9.0  # type: ignore[arg-type]
-    best, second = entry_search.rank(records, last=2)
-    # a: seed 0 ends 0, 3 (1.5), seed 1 ends 9, 9 (9.0) -> 5.25; b: 5, 4 -> 4.5
-    assert (best["candidate"], best["score"], second["candidate"], second["score"]) == ("a", 5.25, "b", 4.5)
-    assert best["seeds"] == [0, 1] and best["scores"] == [1.5, 9.0] and best["finals"] == [3, 9]
-    assert "| b | 4.5 | 0: 4.5 |" in entry_search.markdown_ranking([best, second], last=2)
-
-
-def test_entry_search_tiny_run_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    candidates = tmp_path / "tiny.json"
-    candidates.write_text(json.dumps({"small_lr": {"learning_rate": 1e-3}, "two_envs": {"n_envs": 2}}))
-    args = ["--env", "CartPole-v1", "--algo", "reinforce", "--candidates", str(candidates), "--budget", "400"]
-    args += ["--eval-freq", "200", "--eval-episodes", "1", "--results-dir", str(tmp_path), "--only", "two_envs"]
-    entry_search.main(args)
-    lines = (tmp_path / "entry_search_tiny.jsonl").read_text().splitlines()
-    (record,) = [json.loads(line) for line in lines]
-    assert record["candidate"] == "two_envs" and record["hyperparams"] == {"n_envs": 2}
-    assert record["run"]["n_envs"] == 2 and record["run"]["steps"][-1] >= 400
-    entry_search.main(args)  # resumes: nothing left to run
-    assert len((tmp_path / "entry_search_tiny.jsonl").read_text().splitlines()) == 1
-    assert "| two_envs |" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        entry_search.main([*args[:-1], "missing"])
-    with pytest.raises(ValueError, match="expected a JSON object"):
-        candidates.write_text("[1, 2]")
-        entry_search.load_candidates(candidates)
-
-
-# --- action bounds -------------------------------------------------------------------------------
-def test_action_bounds_tiny_run() -> None:
-    rows = action_bounds.main(["--steps", "3200", "--interval", "1600"])
-    assert [row["steps"] for row in rows] == [1600, 3200]
-    assert all(0.0 <= row["outside"] <= 1.0 and row["std"] > 0 and -1 <= row["corr_mu_velocity"] <= 1 for row in rows)
-    assert all(-2000 < row["train_return"] < 0 for row in rows)  # Pendulum rewards are in [-16.3, 0] per step

@@ -1,4 +1,4 @@
-"""SPEC §2–3: which episodes form a batch, what is recorded, time limits and the max_episode_steps guard.
+"""docs/maths.md §2–3: which episodes form a batch, what is recorded, time limits and the max_episode_steps guard.
 
 A scripted toy env makes every episode identifiable: the observation is ``[env index, episode
 counter k, t]`` and the reward ``1000 * env + 10 * k + t + 0.5 * action``.  Episode ``k`` of env
@@ -100,7 +100,7 @@ def make_model(env, n_episodes, writer=None, **kwargs):
 
 def simulate(scripts, k0, n_episodes, horizon=10_000):
     """
-    The SPEC §2 rule by brute force: list every episode of every env in order of (start, env index).
+    The docs/maths.md §2 rule by brute force: list every episode of every env in order of (start, env index).
 
     :return: (batch episodes as (start, env, k, length), collection length T, episode counters at
         the end, i.e. the next collection starts at counter + 1)

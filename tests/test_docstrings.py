@@ -157,7 +157,11 @@ def test_public_docstring_documents_every_parameter(name: str, obj: Any, kind: s
 
 # Modules whose docstrings hold ``>>>`` examples; each must have at least one, and all must pass.
 DOCTEST_MODULES = [
+    "sb3_reinforce.common.baselines",
+    "sb3_reinforce.common.collector",
     "sb3_reinforce.common.episodes",
+    "sb3_reinforce.common.errors",
+    "sb3_reinforce.common.gradient_step",
     "sb3_reinforce.common.importance_weights",
     "sb3_reinforce.common.surrogate",
     "sb3_reinforce.common.validation",

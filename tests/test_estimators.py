@@ -1,7 +1,7 @@
 """Unit tests of the vectorised estimator pieces against slow, obviously-correct reference loops.
 
 Every public function of ``sb3_reinforce.common.{episodes,returns,baselines,surrogate}`` is
-compared with a Python loop written here from the formulas of SPEC §3–5, on random ragged
+compared with a Python loop written here from the formulas of docs/maths.md §3–5, on random ragged
 batches from a seeded generator and on edge cases (one episode, single-step episodes, long
 episodes, every ``gamma`` of interest).
 """
@@ -19,7 +19,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from sb3_reinforce.common.baselines import (
     BASELINES,
     episode_score_sq_norms,
-    leave_one_out_baseline,
+    leave_one_out_mean,
     optimal_baseline,
 )
 from sb3_reinforce.common.episodes import (
@@ -31,7 +31,12 @@ from sb3_reinforce.common.episodes import (
     time_index,
     unpad_episodes,
 )
-from sb3_reinforce.common.returns import discount_weights, discounted_returns, episode_returns, reward_to_go
+from sb3_reinforce.common.returns import (
+    discount_weights,
+    discounted_returns,
+    discounted_reward_to_go,
+    episode_returns,
+)
 from sb3_reinforce.common.surrogate import standardize, surrogate_loss
 
 GAMMAS = (0.0, 0.5, 0.99, 1.0)
@@ -194,7 +199,7 @@ def test_episode_batch_properties():
 @pytest.mark.parametrize("gamma", GAMMAS)
 def test_reward_to_go_matches_loop(seed, gamma):
     lengths, rewards = random_batch(seed)
-    assert_close(reward_to_go(rewards, lengths, gamma), ref_reward_to_go(rewards, lengths, gamma))
+    assert_close(discounted_reward_to_go(rewards, lengths, gamma), ref_reward_to_go(rewards, lengths, gamma))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -220,7 +225,7 @@ def test_returns_single_step_episodes(gamma):
     # one step: every estimate is the step's own reward, whatever gamma is
     for to_go in (True, False):
         assert_close(discounted_returns(rewards, lengths, gamma, to_go), rewards)
-    assert_close(reward_to_go(rewards, lengths, gamma), rewards)
+    assert_close(discounted_reward_to_go(rewards, lengths, gamma), rewards)
     assert_close(episode_returns(rewards, lengths, gamma), rewards)
 
 
@@ -228,7 +233,7 @@ def test_returns_single_step_episodes(gamma):
 def test_returns_one_episode(gamma):
     rewards = np.array([1.0, 2.0, 3.0, 4.0])
     lengths = np.array([4])
-    assert_close(reward_to_go(rewards, lengths, gamma), ref_reward_to_go(rewards, lengths, gamma))
+    assert_close(discounted_reward_to_go(rewards, lengths, gamma), ref_reward_to_go(rewards, lengths, gamma))
     expected_return = 1 + 2 * gamma + 3 * gamma**2 + 4 * gamma**3
     assert_close(episode_returns(rewards, lengths, gamma), [expected_return])
     assert_close(discounted_returns(rewards, lengths, gamma, False), [expected_return] * 4)
@@ -238,7 +243,7 @@ def test_returns_do_not_leak_between_episodes():
     # a huge reward in episode 1 must not reach episode 0's returns (and vice versa)
     lengths = np.array([3, 2])
     rewards = np.array([1.0, 1.0, 1.0, 1e12, 0.0])
-    np.testing.assert_array_equal(reward_to_go(rewards, lengths, 1.0), [3.0, 2.0, 1.0, 1e12, 0.0])
+    np.testing.assert_array_equal(discounted_reward_to_go(rewards, lengths, 1.0), [3.0, 2.0, 1.0, 1e12, 0.0])
     np.testing.assert_array_equal(episode_returns(rewards, lengths, 1.0), [3.0, 1e12])
 
 
@@ -253,7 +258,7 @@ def test_long_episodes_are_numerically_stable(gamma):
     rng = np.random.default_rng(7)
     lengths = np.array([5000, 3, 4000])
     rewards = rng.normal(loc=1.0, size=int(lengths.sum()))
-    out = reward_to_go(rewards, lengths, gamma)
+    out = discounted_reward_to_go(rewards, lengths, gamma)
     expected = np.concatenate([direct_reward_to_go(ep, gamma) for ep in np.split(rewards, np.cumsum(lengths)[:-1])])
     assert np.all(np.isfinite(out))
     scale = np.abs(expected).max()
@@ -270,22 +275,24 @@ def test_long_episodes_are_numerically_stable(gamma):
 def test_discount_weights_match_loop(seed, gamma):
     lengths, _ = random_batch(seed)
     unbiased = [gamma**t for length in lengths for t in range(length)]
-    assert_close(discount_weights(lengths, gamma, True), unbiased)
-    assert_close(discount_weights(lengths, gamma, False), [1.0] * int(lengths.sum()))
-    assert discount_weights(lengths, gamma, True).dtype == np.float64
+    assert_close(discount_weights(lengths, gamma, True, reward_to_go=True), unbiased)
+    assert_close(discount_weights(lengths, gamma, False, reward_to_go=True), [1.0] * int(lengths.sum()))
+    assert discount_weights(lengths, gamma, True, reward_to_go=True).dtype == np.float64
     # without reward-to-go Ĝ_t = R(tau) is already discounted from the episode's start: lambda_t = 1
     assert_close(discount_weights(lengths, gamma, True, reward_to_go=False), [1.0] * int(lengths.sum()))
     assert_close(discount_weights(lengths, gamma, True, reward_to_go=True), unbiased)
 
 
 def test_discount_weights_gamma_zero_keeps_first_step():
-    np.testing.assert_array_equal(discount_weights(np.array([3, 1]), 0.0, True), [1.0, 0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(
+        discount_weights(np.array([3, 1]), 0.0, True, reward_to_go=True), [1.0, 0.0, 0.0, 1.0]
+    )
 
 
 def test_returns_are_float64():
     lengths = np.array([2, 2])
     rewards = np.array([1, 2, 3, 4], dtype=np.float32)
-    assert reward_to_go(rewards, lengths, 0.5).dtype == np.float64
+    assert discounted_reward_to_go(rewards, lengths, 0.5).dtype == np.float64
     assert discounted_returns(rewards, lengths, 0.5, False).dtype == np.float64
 
 
@@ -306,35 +313,35 @@ def test_leave_one_out_matches_loop(seed, gamma, to_go):
         rewards = np.append(rewards, [1.0, -1.0, 2.0, 0.5])
     returns = ref_discounted_returns(rewards, lengths, gamma, to_go)
     expected = ref_leave_one_out(returns, lengths, to_go)
-    assert_close(leave_one_out_baseline(returns, lengths, to_go), expected, rtol=1e-10, atol=1e-9)
+    assert_close(leave_one_out_mean(returns, lengths, to_go), expected, rtol=1e-10, atol=1e-9)
 
 
 def test_leave_one_out_by_hand():
     # episodes: [1, 2, 3] and [10]; with reward-to-go, episode 1 counts as 0 after its end
     lengths = np.array([3, 1])
     returns = np.array([1.0, 2.0, 3.0, 10.0])
-    np.testing.assert_allclose(leave_one_out_baseline(returns, lengths, True), [10.0, 0.0, 0.0, 1.0])
+    np.testing.assert_allclose(leave_one_out_mean(returns, lengths, True), [10.0, 0.0, 0.0, 1.0])
     # without reward-to-go each Ĝ is constant per episode, R(tau_1) = 10 continues past the end
     returns = np.array([5.0, 5.0, 5.0, 10.0])
-    np.testing.assert_allclose(leave_one_out_baseline(returns, lengths, False), [10.0, 10.0, 10.0, 5.0])
+    np.testing.assert_allclose(leave_one_out_mean(returns, lengths, False), [10.0, 10.0, 10.0, 5.0])
 
 
 def test_leave_one_out_needs_two_episodes():
     with pytest.raises(ValueError, match="2"):
-        leave_one_out_baseline(np.array([1.0, 2.0]), np.array([2]), True)
+        leave_one_out_mean(np.array([1.0, 2.0]), np.array([2]), True)
 
 
 @pytest.mark.parametrize("to_go", [True, False])
 def test_leave_one_out_ignores_own_episode(to_go):
-    """SPEC §5: episode i's baseline does not depend on episode i, however large its returns are."""
+    """docs/maths.md §5: episode i's baseline does not depend on episode i, however large its returns are."""
     lengths = np.array([3, 2, 4])
     returns = np.array([1.0, 2.0, 3.0, -1.0, 0.5, 2.0, 2.0, 2.0, 2.0])
     if not to_go:
         returns = np.repeat([1.0, -1.0, 2.0], lengths)
-    before = leave_one_out_baseline(returns, lengths, to_go)
+    before = leave_one_out_mean(returns, lengths, to_go)
     changed = returns.copy()
     changed[:3] = 1e17
-    after = leave_one_out_baseline(changed, lengths, to_go)
+    after = leave_one_out_mean(changed, lengths, to_go)
     np.testing.assert_allclose(after[:3], before[:3], rtol=1e-12)
 
 
@@ -367,7 +374,7 @@ def test_optimal_baseline_needs_two_episodes():
 
 
 def test_optimal_baseline_ignores_own_episode():
-    """SPEC §5: b_i uses only the other episodes, even when episode i's score or return is huge."""
+    """docs/maths.md §5: b_i uses only the other episodes, even when episode i's score or return is huge."""
     norms = np.array([1.0, 3.0, 2.0])
     returns = np.array([10.0, 20.0, 40.0])
     before = optimal_baseline(norms, returns)

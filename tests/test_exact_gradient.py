@@ -1,4 +1,4 @@
-"""The REINFORCE update is, in expectation, the gradient SPEC §4 promises: checked against exact gradients.
+"""The REINFORCE update is, in expectation, the gradient docs/maths.md §4 promises: checked against exact gradients.
 
 Harness
 -------
@@ -22,12 +22,12 @@ Every passing check also asserts the harness had power: ``max_i |target_i| / se_
 estimator that returned 0 (or the negated gradient) would have been rejected.
 
 Teeth: the same harness rejects deliberately wrong estimators, made by monkeypatching the names
-the library uses (``surrogate_loss`` in ``sb3_reinforce.reinforce.reinforce``, ``discounted_returns``
-and ``leave_one_out_baseline`` in ``sb3_reinforce.common.episodic_algorithm``): sign flip, mean over
+the library uses (``surrogate_loss``, ``discount_weights`` and ``discounted_returns`` in
+``sb3_reinforce.common.estimator``, ``leave_one_out_mean`` in ``sb3_reinforce.common.baselines``): sign flip, mean over
 steps (globally and per episode), gamma ignored in the returns, a baseline that includes the episode
 itself.  Each must give ``max |t| > 2 Z``.
 
-SPEC §2 (which episodes form a batch with several envs) is checked on the random-length MDP with a
+docs/maths.md §2 (which episodes form a batch with several envs) is checked on the random-length MDP with a
 ``DummyVecEnv`` of 3 envs, and a numpy reference simulation shows that the same statistic rejects
 the length-biased rule "first N episodes to finish" while accepting "first N to start"; the
 library test asserts it had the power to see that bias (bias > (Z + 2) SE along its direction, so
@@ -37,7 +37,7 @@ Budget
 ------
 Measured (CPU time, one thread): a batch of N = 20 episodes costs ~50 ms with one env (one policy
 forward per step dominates) but ~20 ms with a ``DummyVecEnv`` of 4 envs (one forward per 4 steps),
-so most cases use 4 envs -- which also exercises the SPEC §2 slot assignment on every batch -- and
+so most cases use 4 envs -- which also exercises the docs/maths.md §2 slot assignment on every batch -- and
 three cases (one per MDP/baseline family) use the plain single-env path.  Per-batch standard
 deviations of the estimate (N = 20) measured 0.02-0.47 per coordinate against gradients whose
 largest coordinate is 0.27-0.98, so K = 100 batches give ``se <= 0.047`` and power
@@ -49,13 +49,14 @@ both discount modes, and every distinct expectation (``kappa`` in ``tabular_mdp`
 ``n_envs=3`` test uses N = 5, K = 600: its projected SE is 0.048 against a first-to-finish bias of
 norm 0.39 (8 SE).  The whole file takes about 65 s of CPU.
 
-SPEC note (derived in ``tabular_mdp`` and confirmed below): without reward-to-go, ``Ĝ_t = R(tau)`` is
+Discounting (derived in ``tabular_mdp`` and confirmed below): without reward-to-go, ``Ĝ_t = R(tau)`` is
 already discounted from the start of the episode, so ``sum_t grad log pi(a_t|s_t) R(tau)`` is exactly
-``grad J_gamma``; weighting it by ``gamma^t`` once more (the letter of SPEC §4's ``lambda_t``) would give
-``sum_s d_{gamma^2}(s) sum_a grad pi Q_gamma``: neither ``grad J_gamma`` nor the surrogate.  The library
-therefore applies ``lambda_t = gamma^t`` only with reward-to-go, which is what SPEC §4's guarantee
-("``unbiased_discount=True`` gives ``grad J_gamma``") needs; ``library_kappa`` states it, and the
-tests check the library against the exact expectation in every case and state which target it equals.
+``grad J_gamma``; weighting it by ``gamma^t`` once more would give ``sum_s d_{gamma^2}(s) sum_a grad pi
+Q_gamma``: neither ``grad J_gamma`` nor the surrogate.  The library therefore applies
+``lambda_t = gamma^t`` only with reward-to-go (docs/maths.md §4.5), which is what the guarantee of
+docs/maths.md §9.1 ("``unbiased_discount=True`` gives ``grad J_gamma``") needs; ``library_kappa``
+states it, and the tests check the library against the exact expectation in every case and state
+which target it equals.
 """
 
 from __future__ import annotations
@@ -71,8 +72,7 @@ import pytest
 import torch as th
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_reinforce import REINFORCE
-from tests.tabular_mdp import (
+from benchmarks.tabular_mdp import (
     TabularEnv,
     TabularMDP,
     estimate_kappa,
@@ -83,6 +83,7 @@ from tests.tabular_mdp import (
     simulate_estimates,
     vec_env_batch_estimates,
 )
+from sb3_reinforce import REINFORCE
 
 th.set_num_threads(1)
 
@@ -229,7 +230,7 @@ def library_kappa(gamma: float, reward_to_go: bool, unbiased_discount: bool) -> 
 def exact_targets(
     mdp: TabularMDP, gamma: float, reward_to_go: bool, unbiased_discount: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(E[estimate] of the SPEC §4 loss, grad J_gamma)`` as flat vectors."""
+    """``(E[estimate] of the docs/maths.md §4 loss, grad J_gamma)`` as flat vectors."""
     weight, bias = random_policy_params(mdp)
     unbiased_discount = library_unbiased_discount(reward_to_go, unbiased_discount)
     expected = flat_gradient(mdp.expected_estimate(weight, bias, gamma, reward_to_go, unbiased_discount))
@@ -380,7 +381,7 @@ def test_env_implements_mdp(mdp_name: str) -> None:
 
 
 def test_batch_rule_reference_simulation() -> None:
-    """SPEC §2 by reference simulation: "first N to start" is unbiased, "first N to finish" is rejected."""
+    """docs/maths.md §2 by reference simulation: "first N to start" is unbiased, "first N to finish" is rejected."""
     mdp = random_length_mdp()
     weight, bias = random_policy_params(mdp)
     exact = flat_gradient(mdp.exact_gradient(weight, bias, 1.0))
@@ -443,7 +444,7 @@ def test_library_gradient_is_unbiased(case: Case) -> None:
         unbiased_discount=case.unbiased_discount,
     )
     expected, gradient = exact_targets(mdp, case.gamma, case.reward_to_go, case.unbiased_discount)
-    assert_matches(samples, expected, "the exact expectation of the SPEC §4 estimator")
+    assert_matches(samples, expected, "the exact expectation of the docs/maths.md §4 estimator")
     kappa = library_kappa(case.gamma, case.reward_to_go, case.unbiased_discount)
     if kappa == case.gamma:
         np.testing.assert_allclose(expected, gradient, atol=1e-12)
@@ -492,15 +493,15 @@ def _patch(monkeypatch: pytest.MonkeyPatch, module: str, name: str, make: Callab
     monkeypatch.setattr(mod, name, make(getattr(mod, name)))
 
 
-REINFORCE_MODULE = "sb3_reinforce.reinforce.reinforce"
-ALGO_MODULE = "sb3_reinforce.common.episodic_algorithm"
+ESTIMATOR_MODULE = "sb3_reinforce.common.estimator"
+BASELINES_MODULE = "sb3_reinforce.common.baselines"
 
 
 def test_teeth_sign_flip(monkeypatch: pytest.MonkeyPatch) -> None:
     def make(orig: Any) -> Any:
         return lambda log_prob, advantages, weights, n: -orig(log_prob, advantages, weights, n)
 
-    _patch(monkeypatch, REINFORCE_MODULE, "surrogate_loss", make)
+    _patch(monkeypatch, ESTIMATOR_MODULE, "surrogate_loss", make)
     mdp = fixed_horizon_mdp()
     samples = library_gradient_samples(mdp, gamma=GAMMA, baseline="none", unbiased_discount=True)
     expected, _ = exact_targets(mdp, GAMMA, True, True)
@@ -513,7 +514,7 @@ def test_teeth_mean_over_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     def make(orig: Any) -> Any:
         return lambda log_prob, advantages, weights, n: orig(log_prob, advantages, weights, log_prob.shape[0])
 
-    _patch(monkeypatch, REINFORCE_MODULE, "surrogate_loss", make)
+    _patch(monkeypatch, ESTIMATOR_MODULE, "surrogate_loss", make)
     mdp = random_length_mdp()
     samples = library_gradient_samples(mdp, gamma=GAMMA, baseline="mean", unbiased_discount=True)
     expected, _ = exact_targets(mdp, GAMMA, True, True)
@@ -530,7 +531,7 @@ def test_teeth_mean_over_steps_per_episode(monkeypatch: pytest.MonkeyPatch) -> N
 
         return per_episode_mean
 
-    _patch(monkeypatch, REINFORCE_MODULE, "discount_weights", make)
+    _patch(monkeypatch, ESTIMATOR_MODULE, "discount_weights", make)
     mdp = random_length_mdp()
     samples = library_gradient_samples(mdp, gamma=1.0, baseline="mean")
     expected, _ = exact_targets(mdp, 1.0, True, False)
@@ -543,7 +544,7 @@ def test_teeth_gamma_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     def make(orig: Any) -> Any:
         return lambda rewards, lengths, gamma, reward_to_go: orig(rewards, lengths, 1.0, reward_to_go)
 
-    _patch(monkeypatch, ALGO_MODULE, "discounted_returns", make)
+    _patch(monkeypatch, ESTIMATOR_MODULE, "discounted_returns", make)
     mdp = fixed_horizon_mdp()
     samples = library_gradient_samples(mdp, gamma=0.3, baseline="mean", reward_to_go=False)
     expected, _ = exact_targets(mdp, 0.3, False, False)
@@ -560,7 +561,7 @@ def test_teeth_baseline_uses_own_episode(monkeypatch: pytest.MonkeyPatch) -> Non
 
         return with_self
 
-    _patch(monkeypatch, ALGO_MODULE, "leave_one_out_baseline", make)
+    _patch(monkeypatch, BASELINES_MODULE, "leave_one_out_mean", make)
     mdp = fixed_horizon_mdp()
     samples = library_gradient_samples(mdp, gamma=1.0, n_episodes=2, n_batches=400, baseline="mean")
     expected, _ = exact_targets(mdp, 1.0, True, False)

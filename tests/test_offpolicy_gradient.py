@@ -1,13 +1,13 @@
-"""OffPolicyPG's update is the SPEC §6 estimator: exactly (replay), in expectation (tabular MDP), REINFORCE on-policy.
+"""OffPolicyPG's update is the docs/maths.md §6 estimator: exactly (replay), in expectation, REINFORCE on-policy.
 
 1. Importance-weight functions against plain loops.
 2. Replay: the update the library applied, for truncated ``per_decision`` and for ``per_step``
    (every baseline, with and without reward-to-go, discounting, normalisation, entropy, clipping,
-   truncated episodes), equals the SGD step of the SPEC §6 loss recomputed independently
+   truncated episodes), equals the SGD step of the docs/maths.md §6 loss recomputed independently
    (``tests/offpolicy_helpers.reference_loss``: Python loops, float64) on the recorded episodes.
    Several rollouts and gradient steps with a large learning rate make the behaviour policies
    differ from the trained one, and the test checks that truncation was actually active.
-3. Unbiasedness: on the tabular MDPs of ``tests/tabular_mdp.py`` the episodes are sampled with
+3. Unbiasedness: on the tabular MDPs of ``benchmarks/tabular_mdp.py`` the episodes are sampled with
    behaviour parameters ``theta_b``; a callback loads different target parameters ``theta'`` at
    ``on_rollout_end``, before the update.  With SGD and ``learning_rate=1`` the applied update is
    the estimate of ``+grad J(theta')``.  ``K`` independent batches give per-coordinate t-statistics
@@ -31,12 +31,21 @@ import pytest
 import torch as th
 from stable_baselines3.common.logger import configure
 
-import sb3_reinforce.offpolicy_pg.offpolicy_pg as offpolicy_module
+import sb3_reinforce.common.estimator as estimator_module
+from benchmarks.tabular_mdp import (
+    TabularEnv,
+    estimate_kappa,
+    fixed_horizon_mdp,
+    flat_gradient,
+    random_length_mdp,
+    random_policy_params,
+)
+from benchmarks.tabular_policy import SwapParameters, action_net_vector
 from sb3_reinforce import REINFORCE, OffPolicyPG
+from sb3_reinforce.common.baselines import leave_one_out_mean
 from sb3_reinforce.common.importance_weights import (
     effective_sample_size,
     importance_ratios,
-    per_decision_mean_baseline,
     per_decision_returns,
     per_decision_value_targets,
     per_decision_weights,
@@ -45,20 +54,10 @@ from sb3_reinforce.common.importance_weights import (
 )
 from tests.offpolicy_helpers import (
     LossConfig,
-    SwapParameters,
-    action_net_vector,
     finish_records,
     policy_vector,
     record_updates,
     reference_update,
-)
-from tests.tabular_mdp import (
-    TabularEnv,
-    estimate_kappa,
-    fixed_horizon_mdp,
-    flat_gradient,
-    random_length_mdp,
-    random_policy_params,
 )
 
 th.set_num_threads(1)
@@ -96,7 +95,7 @@ def test_per_decision_functions_match_loops(seed: int, gamma: float) -> None:
                 else:
                     expected.append(sum(gamma**u * w[max(t, u)] * r[u] for u in range(len(r))))
         np.testing.assert_allclose(returns, expected, rtol=1e-10, atol=1e-12)
-        baseline = per_decision_mean_baseline(returns, lengths, to_go)
+        baseline = leave_one_out_mean(returns, lengths, to_go)
         per_episode = split(returns, lengths)
         expected_b = []
         for i, own in enumerate(per_episode):
@@ -106,7 +105,7 @@ def test_per_decision_functions_match_loops(seed: int, gamma: float) -> None:
                 ]
                 expected_b.append(np.mean(others))
         np.testing.assert_allclose(baseline, expected_b, rtol=1e-10, atol=1e-12)
-        # All weights 1: the plain returns of SPEC §3.
+        # All weights 1: the plain returns of docs/maths.md §3.
         plain = per_decision_returns(rewards, np.ones_like(rewards), lengths, gamma, to_go)
         from sb3_reinforce.common.returns import discounted_returns
 
@@ -133,7 +132,7 @@ def test_ratio_truncation_ess_and_targets() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. Replay: the applied update is the SPEC §6 formula, to float precision
+# 2. Replay: the applied update is the docs/maths.md §6 formula, to float precision
 # ---------------------------------------------------------------------------------------------
 REPLAY_CASES = {
     "per_decision_c1_mean_rtg": dict(importance_weights="per_decision", truncation=1.0, baseline="mean"),
@@ -312,7 +311,7 @@ def offpolicy_samples(case: UnbiasedCase, n_batches: int = K_BATCHES) -> tuple[n
     assert samples.shape == (n_batches, len(recorder.target_vector))
     kappa = estimate_kappa(case.gamma, case.reward_to_go, case.unbiased_discount)
     expected = flat_gradient(mdp.expected_estimate_kappa(*target, case.gamma, kappa))
-    if kappa == case.gamma:  # the SPEC §4 guarantee: this is grad J_gamma itself
+    if kappa == case.gamma:  # the docs/maths.md §4 guarantee: this is grad J_gamma itself
         np.testing.assert_allclose(expected, flat_gradient(mdp.exact_gradient(*target, case.gamma)), atol=1e-10)
     return samples, expected
 
@@ -327,7 +326,7 @@ def test_per_decision_update_is_unbiased_off_policy(name: str) -> None:
 
 def test_teeth_without_importance_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same harness rejects the update computed as if the episodes were on-policy (all w_t = 1)."""
-    monkeypatch.setattr(offpolicy_module, "per_decision_weights", lambda ratios, lengths: np.ones_like(ratios))
+    monkeypatch.setattr(estimator_module, "per_decision_weights", lambda ratios, lengths: np.ones_like(ratios))
     samples, target = offpolicy_samples(UNBIASED_CASES["random_length_g0.9_none_rtg_unbiased"])
     check = mean_check(samples, target)
     assert check.max_abs_t > 2 * Z, f"the harness cannot see missing importance weights: {check}"

@@ -62,7 +62,7 @@ def test_public_api() -> None:
     assert any(n.startswith("action_net.") for n in names) and any(n.startswith("value_net.") for n in names)
 
 
-# ------------------------------------------------------------------------------------ SPEC §8
+# ------------------------------------------------------------------------------------ docs/maths.md §8
 
 
 BAD_INPUTS = [
@@ -128,7 +128,7 @@ class RolloutLog(BaseCallback):
             {
                 "added": model.replay_buffer.n_added,
                 "transitions": model.replay_buffer.size(),
-                "running": int(model._running.steps.sum()),
+                "running": model._collector.running_steps,
                 "num_timesteps": model.num_timesteps,
                 "n_updates": model._n_updates,
             }
@@ -220,7 +220,7 @@ def test_callback_stop_mid_rollout_drops_only_incomplete_episodes() -> None:
     check_whole_episodes(model.replay_buffer)  # the interrupted episodes were not stored in pieces
     assert model.replay_buffer.n_added >= 1
     # Every step is accounted for: stored, still running, or dropped (the interrupted episodes).
-    running = int(model._running.steps.sum())
+    running = model._collector.running_steps
     assert model.replay_buffer.size() + running + counter.dropped == model.num_timesteps
     assert counter.dropped > 0
 
@@ -318,7 +318,7 @@ def test_vec_normalize_stores_raw_data_and_normalises_when_sampling() -> None:
 
 def test_save_load_and_continue_identically(tmp_path: Any) -> None:
     """
-    SPEC §7.  Both models reset their env when they continue (``learn()``'s default
+    docs/maths.md §7.  Both models reset their env when they continue (``learn()``'s default
     ``reset_num_timesteps=True``): a loaded model cannot resume an episode that was running in
     another env object, so "not stopping" is compared with the env reset (docs/offpolicy_pg.md).
     """

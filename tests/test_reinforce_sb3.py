@@ -1,4 +1,4 @@
-"""SPEC §7: REINFORCE behaves as a Stable-Baselines3 algorithm.
+"""docs/maths.md §7: REINFORCE behaves as a Stable-Baselines3 algorithm.
 
 Construction from a gym.Env / an id / a VecEnv, policy_kwargs, parameter names, every supported
 space and policy, save/load (including continuing training identically), callbacks and their
@@ -308,7 +308,7 @@ def test_load_without_env_for_inference(tmp_path):
 @pytest.mark.parametrize("force_reset", [True, False])
 @pytest.mark.parametrize("baseline", ["mean", "value"])
 def test_continue_training_after_load_is_identical(tmp_path, baseline, force_reset):
-    """SPEC §7, with SB3's default ``load(..., force_reset=True)`` as well as ``force_reset=False``."""
+    """docs/maths.md §7, with SB3's default ``load(..., force_reset=True)`` as well as ``force_reset=False``."""
 
     def env():
         return make_vec_env("CartPole-v1", n_envs=2, seed=5)

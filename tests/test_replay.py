@@ -1,15 +1,15 @@
-"""Replay one REINFORCE update: the applied step equals SPEC §3-5 recomputed independently from the batch.
+"""Replay one REINFORCE update: the applied step equals docs/maths.md §3–5 recomputed independently from the batch.
 
 For each configuration, ``learn(total_timesteps=1)`` runs one collect-then-update cycle with SGD
 (no momentum).  A callback snapshots the parameters in ``_on_rollout_end`` (after collection,
 before the update); ``model.rollout_buffer`` is the batch the update used.  The test then rebuilds
-the loss of SPEC §4 from that batch with deliberately slow, obviously-correct Python loops and
+the loss of docs/maths.md §4 from that batch with deliberately slow, obviously-correct Python loops and
 none of the library's estimator functions:
 
 - returns: a backward ``G = r + gamma G`` loop per episode (reward-to-go) or ``sum_t gamma^t r_t``;
 - truncated episodes (``TimeLimit``) bootstrapped with ``r_{T-1} += gamma V(s_T)`` only with the
-  value baseline (SPEC §3);
-- baselines: leave-one-out mean per (episode, time step) with the SPEC's fill past an episode's
+  value baseline (docs/maths.md §3);
+- baselines: leave-one-out mean per (episode, time step) with the fill of docs/maths.md §5.1 past an episode's
   end; the optimal baseline from per-episode score norms, each from its own forward and backward
   pass; the value head;
 - advantage standardisation (mean 0, sample std with ddof=1, ``+1e-8``: the library's documented
@@ -37,8 +37,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from benchmarks.tabular_mdp import FIXED_HORIZON, TabularEnv, fixed_horizon_mdp, random_length_mdp
 from sb3_reinforce import REINFORCE
-from tests.tabular_mdp import FIXED_HORIZON, TabularEnv, fixed_horizon_mdp, random_length_mdp
 
 th.set_num_threads(1)
 
@@ -239,7 +239,7 @@ class Reference:
 def reference_update(
     policy32: ActorCriticPolicy, params: dict[str, th.Tensor], batch: Any, kwargs: dict[str, Any]
 ) -> Reference:
-    """The SPEC §4 update ``-lr * clip(grad L)`` recomputed in float64 from the batch."""
+    """The docs/maths.md §4 update ``-lr * clip(grad L)`` recomputed in float64 from the batch."""
     gamma = float(kwargs["gamma"])
     baseline = kwargs.get("baseline", "mean")
     reward_to_go = kwargs.get("reward_to_go", True)
@@ -374,7 +374,7 @@ def _set_initial_params(model: REINFORCE, seed: int) -> None:
 
 
 def check_batch(batch: Any, config: Config) -> None:
-    """The batch is laid out as SPEC §2/§7 say, and consistent with the env's dynamics."""
+    """The batch is laid out as docs/maths.md §2 and §7 say, and consistent with the env's dynamics."""
     lengths = np.asarray(batch.lengths)
     n = config.n_episodes
     m = int(lengths.sum())

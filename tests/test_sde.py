@@ -173,7 +173,7 @@ def test_save_load_keeps_sde_and_continues(tmp_path, cls):
 @pytest.mark.parametrize("cls", [REINFORCE, OffPolicyPG])
 def test_continue_training_after_load_is_identical_with_sde(tmp_path, cls):
     """
-    SPEC §7's save/load promise with gSDE: the noise matrices are redrawn from the seeded generator.
+    docs/maths.md §7's save/load promise with gSDE: the noise matrices are redrawn from the seeded generator.
 
     Both continue with ``learn()``'s default env reset (OffPolicyPG cannot resume an episode that
     was running in another env object; see ``tests/test_offpolicy_pg.py``).

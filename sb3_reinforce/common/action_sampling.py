@@ -43,13 +43,16 @@ def sample_actions(policy: BasePolicy, observations: th.Tensor | dict[str, th.Te
 
     :param policy: An SB3 policy (actor-critic).
     :param observations: A batch of observations as tensors on the policy's device.
-    :return: ``(actions, log_probs)``, as ``policy.get_distribution(obs)`` would sample and score them.
+    :return: ``(actions, log_probs)``, as ``policy.get_distribution(obs)`` would sample and score them:
+        actions in the distribution's flat layout (``(n,)`` for ``Discrete``, ``(n, action_dim)``
+        otherwise), the layout ``evaluate_actions`` takes back.
     """
     with th.no_grad():
         if has_fast_categorical_path(policy):
             assert isinstance(policy, ActorCriticPolicy)
-            features = policy.extract_features(observations, policy.pi_features_extractor)
-            assert isinstance(features, th.Tensor)  # one extractor for the actor (pi_features_extractor given)
+            # The actor's features, as get_distribution computes them (a features extractor of its own
+            # when share_features_extractor=False).
+            features = BasePolicy.extract_features(policy, observations, policy.pi_features_extractor)
             logits = policy.action_net(policy.mlp_extractor.forward_actor(features))
             # Categorical(logits=...) keeps logits - logsumexp and samples multinomial(softmax(that)).
             normalized = logits - logits.logsumexp(dim=-1, keepdim=True)

@@ -31,7 +31,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_reinforce.common.episodes import EpisodeBatch, Observations, time_index
+from sb3_reinforce.common.episodes import EpisodeBatch, Observations, take_steps, time_index
 from sb3_reinforce.common.errors import EpisodeTooLongError
 
 ObsStorage = Union[np.ndarray, dict[str, np.ndarray]]
@@ -202,10 +202,31 @@ class EpisodeReplayBuffer(BaseBuffer):
         self.n_added += 1
         self.full = self.n_transitions == self.buffer_size
 
+    def add_episodes(self, batch: EpisodeBatch) -> None:
+        """
+        Store every episode of ``batch``, in order (see :meth:`add`).
+
+        :param batch: Complete episodes, with the behaviour log-probability of every action.
+        """
+        ends = np.cumsum(batch.lengths)
+        for index, (start, end) in enumerate(zip(ends - batch.lengths, ends)):
+            self.add(
+                take_steps(batch.observations, slice(start, end)),
+                batch.actions[start:end],
+                batch.rewards[start:end],
+                batch.log_probs[start:end],
+                final_observation=take_steps(batch.terminal_observations, index),
+                truncated=bool(batch.truncated[index]),
+            )
+
     def _write(self, storage: ObsStorage, cells: np.ndarray, values: Observations, count: int) -> None:
         """Copy ``count`` observations into ``cells`` of ``storage``, reshaped to the stored shape."""
         if isinstance(storage, dict):
-            assert isinstance(values, dict), "Dict observation spaces need dict observations"
+            if not isinstance(values, dict):
+                raise TypeError(
+                    "the observation space is a Dict space: observations must be a dict of arrays, "
+                    f"got {type(values).__name__}"
+                )
             for key, array in storage.items():
                 array[cells] = np.asarray(values[key]).reshape(count, *array.shape[1:])
         else:

@@ -96,7 +96,7 @@ def unpad_episodes(padded: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return padded[episode_index(lengths), time_index(lengths)]
 
 
-def take_steps(observations: Observations, indices: np.ndarray | tuple[np.ndarray, ...]) -> Observations:
+def take_steps(observations: Observations, indices: int | slice | np.ndarray | tuple[np.ndarray, ...]) -> Observations:
     """
     Index an observation array, or every entry of a dict of observation arrays.
 

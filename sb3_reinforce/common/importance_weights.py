@@ -1,10 +1,10 @@
-"""Importance weights of SPEC §6 (off-policy policy gradient), for all episodes of a batch at once.
+"""Importance weights of docs/maths.md §6 (off-policy policy gradient), for all episodes of a batch at once.
 
 Episodes are in the flat layout of :mod:`sb3_reinforce.common.episodes`.  Everything that runs
 along time (cumulative products, discounted sums) works on the padded ``(N, max T)`` matrix, one
 array operation per quantity: there is no Python loop over steps.
 
-Notation (SPEC §6): ``mu`` is the behaviour policy that sampled a step, ``pi`` the policy being
+Notation (docs/maths.md §6): ``mu`` is the behaviour policy that sampled a step, ``pi`` the policy being
 trained, ``rho_t = pi(a_t|s_t) / mu(a_t|s_t)``, ``rhō_t = min(rho_t, c)`` with ``c`` the
 truncation level, ``w_t = prod_{k <= t} rhō_k`` the per-decision weight.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sb3_reinforce.common.episodes import episode_offsets, pad_episodes, unpad_episodes
-from sb3_reinforce.common.returns import reward_to_go as discounted_reward_to_go
+from sb3_reinforce.common.episodes import pad_episodes, unpad_episodes
+from sb3_reinforce.common.returns import discounted_reward_to_go
 
 
 def importance_ratios(log_prob: np.ndarray, behaviour_log_prob: np.ndarray) -> np.ndarray:
@@ -94,18 +94,18 @@ def per_decision_returns(
     Importance-weighted return ``Ĝ^w_t`` of the per-decision estimator: each reward carries the
     weight of the latest action that it, or the score at ``t``, depends on.
 
-    - ``reward_to_go=True`` (SPEC §6): ``Ĝ^w_t = sum_{t' >= t} gamma^(t'-t) w_t' r_t'``.
+    - ``reward_to_go=True`` (docs/maths.md §6): ``Ĝ^w_t = sum_{t' >= t} gamma^(t'-t) w_t' r_t'``.
     - ``reward_to_go=False``: the whole discounted return, reweighted reward by reward,
       ``Ĝ^w_t = sum_t' gamma^t' w_{max(t, t')} r_t'``, that is
       ``w_t sum_{t' < t} gamma^t' r_t' + sum_{t' >= t} gamma^t' w_t' r_t'``.
 
-    With all weights 1 this is SPEC §3's ``Ĝ_t`` in both cases.  One episode of three rewards of 1,
+    With all weights 1 this is docs/maths.md §3's ``Ĝ_t`` in both cases.  One episode of three rewards of 1,
     ``gamma = 0.5``: ``Ĝ^w_2 = 0.5 * 1``, ``Ĝ^w_1 = 2 * 1 + 0.5 Ĝ^w_2``, ``Ĝ^w_0 = 1 * 1 + 0.5 Ĝ^w_1``.
 
     >>> per_decision_returns(np.ones(3), np.array([1.0, 2.0, 0.5]), np.array([3]), gamma=0.5, reward_to_go=True)
     array([2.125, 2.25 , 0.5  ])
 
-    :param rewards: Per-step rewards (bootstrapped where SPEC §3 says so), shape ``(M,)``.
+    :param rewards: Per-step rewards (bootstrapped where docs/maths.md §3 says so), shape ``(M,)``.
     :param weights: Per-decision weights ``w_t``, shape ``(M,)``.
     :param lengths: Episode lengths, shape ``(N,)``.
     :param gamma: Discount factor in ``[0, 1]``.
@@ -123,36 +123,6 @@ def per_decision_returns(
     before = np.cumsum(padded_rewards, axis=1) - padded_rewards
     after = np.cumsum((padded_weights * padded_rewards)[:, ::-1], axis=1)[:, ::-1]
     return unpad_episodes(padded_weights * before + after, lengths)
-
-
-def per_decision_mean_baseline(weighted_returns: np.ndarray, lengths: np.ndarray, reward_to_go: bool) -> np.ndarray:
-    """
-    Leave-one-out mean baseline of the per-decision estimator: ``b^i_t = 1/(B-1) sum_{j != i} Ĝ^{w,j}_t``.
-
-    Two episodes: each step's baseline is the other episode's value at the same step (0 past its end).
-
-    >>> per_decision_mean_baseline(np.array([3.0, 2.0, 1.0, 5.0]), np.array([3, 1]), reward_to_go=True)
-    array([5., 0., 0., 3.])
-
-    It enters the loss as ``w^i_t b^i_t``.  Past the end of episode ``j``, ``Ĝ^{w,j}_t`` continues its
-    own definition: 0 with reward-to-go, ``w_{T-1} R(tau_j)`` (its value at the last step) without.
-    With all weights 1 this is SPEC §5's ``"mean"`` baseline.  ``b^i`` uses no action of episode
-    ``i``, so the gradient stays unbiased.
-
-    :param weighted_returns: ``Ĝ^w_t`` of every step, shape ``(M,)``.
-    :param lengths: Episode lengths, shape ``(B,)``, with ``B >= 2``.
-    :param reward_to_go: Whether ``weighted_returns`` are rewards-to-go (see above).
-    :return: Baseline ``b_t``, float64, shape ``(M,)``.
-    """
-    lengths = np.asarray(lengths, dtype=np.int64)
-    n_episodes = len(lengths)
-    if n_episodes < 2:
-        raise ValueError(f"the leave-one-out baseline needs at least 2 episodes, got {n_episodes}")
-    weighted_returns = np.asarray(weighted_returns, dtype=np.float64)
-    fill = 0.0 if reward_to_go else weighted_returns[episode_offsets(lengths) + lengths - 1]
-    padded = pad_episodes(weighted_returns, lengths, fill)
-    others = (padded.sum(axis=0, keepdims=True) - padded) / (n_episodes - 1)
-    return unpad_episodes(others, lengths)
 
 
 def per_decision_value_targets(weighted_returns: np.ndarray, weights: np.ndarray, fallback: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Returns and discount weights of SPEC §3–4, computed for all episodes of a batch at once."""
+"""Returns and discount weights of docs/maths.md §3–4, computed for all episodes of a batch at once."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from scipy.signal import lfilter
 from sb3_reinforce.common.episodes import episode_offsets, pad_episodes, time_index, unpad_episodes
 
 
-def reward_to_go(rewards: np.ndarray, lengths: np.ndarray, gamma: float) -> np.ndarray:
+def discounted_reward_to_go(rewards: np.ndarray, lengths: np.ndarray, gamma: float) -> np.ndarray:
     """
     Discounted reward-to-go of every step: ``G_t = sum_{t' >= t} gamma^(t' - t) r_t'`` inside its episode.
 
@@ -39,12 +39,12 @@ def episode_returns(rewards: np.ndarray, lengths: np.ndarray, gamma: float) -> n
     :param gamma: Discount factor in ``[0, 1]``.
     :return: Returns, float64, shape ``(N,)``.
     """
-    return reward_to_go(rewards, lengths, gamma)[episode_offsets(lengths)]
+    return discounted_reward_to_go(rewards, lengths, gamma)[episode_offsets(lengths)]
 
 
 def discounted_returns(rewards: np.ndarray, lengths: np.ndarray, gamma: float, reward_to_go: bool) -> np.ndarray:
     """
-    The return estimate ``Ĝ_t`` of SPEC §3 for every step.
+    The return estimate ``Ĝ_t`` of docs/maths.md §3 for every step.
 
     :param rewards: Per-step rewards in the flat episode layout, shape ``(M,)``.
     :param lengths: Episode lengths, shape ``(N,)``.
@@ -54,17 +54,15 @@ def discounted_returns(rewards: np.ndarray, lengths: np.ndarray, gamma: float, r
         return ``R(tau)``.
     :return: ``Ĝ_t``, float64, shape ``(M,)``.
     """
-    to_go = _reward_to_go(rewards, lengths, gamma)
+    to_go = discounted_reward_to_go(rewards, lengths, gamma)
     if reward_to_go:
         return to_go
     return np.repeat(to_go[episode_offsets(lengths)], np.asarray(lengths, dtype=np.int64))
 
 
-def discount_weights(
-    lengths: np.ndarray, gamma: float, unbiased_discount: bool, reward_to_go: bool = True
-) -> np.ndarray:
+def discount_weights(lengths: np.ndarray, gamma: float, unbiased_discount: bool, reward_to_go: bool) -> np.ndarray:
     """
-    The per-step factor ``lambda_t`` of SPEC §4.
+    The per-step factor ``lambda_t`` of docs/maths.md §4.
 
     ``unbiased_discount=True`` asks for an unbiased estimate of the gradient of
     ``J_gamma = E[sum_t gamma^t r_t]``.  With reward-to-go, ``Ĝ_t`` discounts from step ``t``, so the
@@ -84,7 +82,3 @@ def discount_weights(
     if not (unbiased_discount and reward_to_go):
         return np.ones(len(steps), dtype=np.float64)
     return np.power(float(gamma), steps.astype(np.float64))
-
-
-# ``discounted_returns`` has a parameter named ``reward_to_go``; this alias keeps the function reachable.
-_reward_to_go = reward_to_go

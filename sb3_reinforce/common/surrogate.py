@@ -1,4 +1,4 @@
-"""The surrogate loss of SPEC §4 and §6, whose gradient is the policy-gradient estimate."""
+"""The surrogate loss of docs/maths.md §4 and §6, whose gradient is the policy-gradient estimate."""
 
 from __future__ import annotations
 

@@ -57,6 +57,10 @@ def check_number(
     Require a finite real number in ``[low, high]`` (or ``(low, high]`` when ``low_inclusive`` is False).
 
     >>> check_number("gamma", 0.99, 0.0, 1.0)  # accepted: returns None
+    >>> check_number("gamma", 1.5, 0.0, 1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: gamma=1.5 is not allowed: it must be a finite number in [0.0, 1.0]
     >>> check_number("truncation", 0.0, 0.0, low_inclusive=False, allow_none=True)
     Traceback (most recent call last):
     ...
@@ -76,6 +80,6 @@ def check_number(
         ok = (value >= low if low_inclusive else value > low) and value <= high
     if not ok:
         left = "[" if low_inclusive else "("
-        interval = f"{left}{low}, {high}]" if math.isfinite(high) else (f">= {low}" if low_inclusive else f"> {low}")
+        interval = f"in {left}{low}, {high}]" if math.isfinite(high) else (f">= {low}" if low_inclusive else f"> {low}")
         none = " or None" if allow_none else ""
         raise ValueError(f"{name}={value!r} is not allowed: it must be a finite number {interval}{none}")

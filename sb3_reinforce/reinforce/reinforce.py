@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
-from sb3_reinforce.common.episodes import EpisodeBatch, take_steps
-from sb3_reinforce.common.episodic_algorithm import EpisodicPolicyGradient, stack_steps
-from sb3_reinforce.common.returns import discount_weights
-from sb3_reinforce.common.surrogate import standardize, surrogate_loss
+from sb3_reinforce.common.collector import EpisodeCollector
+from sb3_reinforce.common.episodes import EpisodeBatch
+from sb3_reinforce.common.episodic_algorithm import EpisodicPolicyGradient
 from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
-
-SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
 
 
 class REINFORCE(EpisodicPolicyGradient):
@@ -85,6 +80,9 @@ class REINFORCE(EpisodicPolicyGradient):
         "MultiInputPolicy": MultiInputPolicy,
     }
 
+    #: The batch of the last rollout (SB3's on-policy algorithms keep theirs under the same name).
+    rollout_buffer: EpisodeBatch | None
+
     def __init__(
         self,
         policy: str | type[MlpPolicy],
@@ -136,154 +134,32 @@ class REINFORCE(EpisodicPolicyGradient):
             device=device,
             _init_setup_model=_init_setup_model,
         )
-        self._envs_just_reset = False
+        self.rollout_buffer = None
 
-    def collect_rollouts(self, env: VecEnv, callback: BaseCallback) -> bool:
+    def _make_collector(self, n_envs: int) -> EpisodeCollector:
         """
-        Collect one batch of ``n_episodes`` complete episodes (SPEC §2) into ``self.rollout_buffer``.
-
-        Every env starts a fresh episode: the envs are reset (unless SB3 has just reset them at the
-        start of ``learn()``, and no step was taken since).  Each env's episode gets a batch slot in
-        order of its start (ties broken by env index) until ``n_episodes`` slots are taken; steps of episodes without a
-        slot are simulated but unused (counted in ``num_timesteps`` and logged as
-        ``rollout/unused_steps``).  Collection ends when every batch episode has ended.
-
-        :param env: The training env.
-        :param callback: Callback fired at each step and at the start and end of the rollout.
-        :return: False if the callback stopped training, True otherwise.
+        The batch rule of docs/maths.md §2.1: every env is reset at each rollout (unless SB3 has just reset
+        them at the start of ``learn()``); the batch is the first ``n_episodes`` episodes to start (ties
+        broken by env index), and collection ends when all of them have ended.  Steps of the other
+        episodes are simulated but unused: they count in ``num_timesteps`` and are logged as
+        ``rollout/unused_steps``.
         """
-        self._start_rollout(env, callback)
-        n_envs, n_episodes = env.num_envs, self.n_episodes
-        if not self._envs_just_reset:
-            self._last_obs = env.reset()  # type: ignore[assignment]
-            self._last_episode_starts = np.ones(n_envs, dtype=bool)
-        self._envs_just_reset = False
+        return EpisodeCollector(n_envs, fresh_start=True)
 
-        # slot[e]: batch episode that env e is running, or -1 when its steps are unused.
-        slot = np.where(np.arange(n_envs) < n_episodes, np.arange(n_envs), -1)
-        n_started = min(n_envs, n_episodes)
-        n_running = n_started
-        episode_steps = np.zeros(n_envs, dtype=np.int64)
-        truncated = np.zeros(n_episodes, dtype=bool)
-        terminal: list[Any] = [None] * n_episodes
-        steps, slots = [], []
-        unused_steps = 0
-
-        while n_running > 0:
-            step = self._step_envs(env, callback)
-            if step is None:
-                return False
-            steps.append(step)
-            slots.append(slot.copy())
-            unused_steps += int((slot < 0).sum())
-            episode_steps += 1
-            self._check_episode_lengths(env, episode_steps, slot >= 0)
-            for index in np.flatnonzero(step.dones):
-                info = step.infos[index]
-                episode_steps[index] = 0
-                if slot[index] >= 0:
-                    truncated[slot[index]] = bool(info.get("TimeLimit.truncated", False))
-                    terminal[slot[index]] = info.get("terminal_observation")
-                    n_running -= 1
-                if n_started < n_episodes:
-                    slot[index] = n_started
-                    n_started += 1
-                    n_running += 1
-                else:
-                    slot[index] = -1
-
-        self.rollout_buffer = self._assemble_batch(steps, np.stack(slots), truncated, terminal)
-        self.logger.record("rollout/unused_steps", unused_steps)
-        self.logger.record("rollout/batch_steps", self.rollout_buffer.n_steps)
-        callback.update_locals(locals())
-        callback.on_rollout_end()
-        return True
-
-    @staticmethod
-    def _assemble_batch(
-        steps: list[Any], slots: np.ndarray, truncated: np.ndarray, terminal: list[Any]
-    ) -> EpisodeBatch:
-        """
-        Gather the batch episodes' steps from the ``(T, n_envs)`` record into the flat episode layout.
-
-        :param steps: The ``EnvStep`` of every collection step.
-        :param slots: Batch slot of every (step, env) cell, -1 for unused cells.
-        :param truncated: Whether each batch episode ended by truncation.
-        :param terminal: Final observation of each batch episode.
-        :return: The batch.
-        """
-        time_idx, env_idx = np.nonzero(slots >= 0)
-        cell_slots = slots[time_idx, env_idx]
-        order = np.argsort(cell_slots, kind="stable")  # by episode, then by time
-        cells = (time_idx[order], env_idx[order])
-        observations = take_steps(stack_steps([s.observations for s in steps]), cells)
-        actions = np.stack([s.actions for s in steps])[cells]
-        rewards = np.stack([s.rewards for s in steps]).astype(np.float64)[cells]
-        log_probs = np.stack([s.log_probs for s in steps])[cells]
-        lengths = np.bincount(cell_slots, minlength=len(truncated))
-        return EpisodeBatch(
-            observations=observations,
-            actions=actions,
-            rewards=rewards,
-            lengths=lengths,
-            truncated=truncated,
-            terminal_observations=stack_steps(terminal),
-            log_probs=log_probs,
-        )
-
-    def _setup_learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        reset_num_timesteps: bool = True,
-        tb_log_name: str = "run",
-        progress_bar: bool = False,
-    ) -> tuple[int, BaseCallback]:
-        observations_before = self._last_obs
-        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
-        # When SB3 has just reset the envs, the first collection starts from that reset rather than
-        # resetting again: a second reset would not use the seeds given to set_random_seed().
-        self._envs_just_reset = self._last_obs is not observations_before
-        return result
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_envs_just_reset"]
+    def _store_episodes(self, episodes: EpisodeBatch) -> None:
+        self.rollout_buffer = episodes
+        self.logger.record("rollout/batch_steps", episodes.n_steps)
 
     def train(self) -> None:
-        """One optimiser step on the REINFORCE loss of SPEC §4 over the collected batch."""
+        """One optimiser step on the REINFORCE loss (docs/maths.md §4) over the collected batch."""
         batch = self.rollout_buffer
-        assert batch is not None, "collect_rollouts() must run before train()"
+        if batch is None:
+            raise RuntimeError("train() needs a batch of episodes: call learn(), which collects them first")
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
 
-        values, log_prob, entropy = self._evaluate_batch(batch)
-        _, returns, baselines = self._returns_and_advantages(batch, values, log_prob)
-        advantages = th.as_tensor(returns - baselines, device=self.device)
-        if self.normalize_advantage:
-            advantages = standardize(advantages)
-        weights = th.as_tensor(
-            discount_weights(batch.lengths, self.gamma, self.unbiased_discount, self.reward_to_go), device=self.device
-        )
-        policy_loss = surrogate_loss(log_prob, advantages, weights, batch.n_episodes)
-
-        self._apply_update(policy_loss, self._value_loss(values, returns), self._entropy_loss(entropy, log_prob))
-        self._log_value_fit(values, returns)
+        evaluation = self._evaluate_episodes(batch)  # log pi(a_t|s_t), V(s_t), entropy
+        on_policy = np.ones(batch.n_steps)  # rho_t = 1: the episodes were played by the current policy
+        losses = self._losses(batch, evaluation, on_policy)  # returns, baselines, surrogate loss
+        self._gradient_step(losses, evaluation)
         self.logger.record("train/n_episodes", batch.n_episodes)
-
-    def learn(
-        self: SelfREINFORCE,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "REINFORCE",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfREINFORCE:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )

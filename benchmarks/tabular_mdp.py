@@ -1,4 +1,4 @@
-"""Small tabular MDPs with exactly computable policy gradients, for the statistical tests.
+"""Small tabular MDPs with exactly computable policy gradients, for the tests and the gradient benchmark.
 
 An MDP here has ``S`` transient states, ``A`` actions and one absorbing terminal state.  It is
 given by an initial distribution ``init`` (S,), a *sub-stochastic* transition tensor ``P``
@@ -44,7 +44,7 @@ matrix/expected reward and ``rho = init``:
 
 These formulas are checked against brute-force enumeration of all trajectories of the
 fixed-horizon MDP and against a large Monte-Carlo sample of the random-length MDP (see
-``test_exact_gradient.py``), using the independent numpy simulator :func:`simulate_estimates`.
+``tests/test_exact_gradient.py``), using the independent numpy simulator :func:`simulate_estimates`.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class TabularMDP:
         unbiased_discount: bool,
     ) -> Gradient:
         """
-        ``E[sum_t lambda_t grad log pi(a_t|s_t) Ĝ_t]`` for one episode (SPEC §3-4 without baseline).
+        ``E[sum_t lambda_t grad log pi(a_t|s_t) Ĝ_t]`` for one episode (docs/maths.md §3–4 without baseline).
 
         ``lambda_t = gamma^t`` if ``unbiased_discount`` else 1; ``Ĝ_t`` is the reward-to-go or the
         whole discounted return.  See the module docstring for the derivation.
@@ -395,9 +395,9 @@ def vec_env_batch_estimates(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """
-    Reference simulation of SPEC §2: per-batch REINFORCE estimates (reward-to-go, ``lambda_t = gamma^t``,
+    Reference simulation of docs/maths.md §2: per-batch REINFORCE estimates (reward-to-go, ``lambda_t = gamma^t``,
     no baseline) when ``n_envs`` envs step together from a common reset and the batch is either the
-    first ``n_episodes`` episodes to **start** (``rule="start"``, SPEC) or to **finish**
+    first ``n_episodes`` episodes to **start** (``rule="start"``, docs/maths.md §2.1) or to **finish**
     (``rule="finish"``, length-biased).  Ties are broken by env index.
 
     Every env runs ``n_episodes`` i.i.d. episodes back to back (enough for either rule: no env can

@@ -1,0 +1,172 @@
+"""One optimiser step on the loss terms, refused when anything in it is not finite (docs/maths.md §8).
+
+The gradient is checked before the step.  A step can still turn finite parameters into infinite
+ones (a learning rate too large for float32, say), so :class:`GuardedStep` keeps a copy of the
+parameters and of the optimiser's state from before the step, in buffers allocated once and
+overwritten in place, and puts them back if the step went wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch as th
+
+from sb3_reinforce.common.errors import NonFiniteLossError, require_finite
+from sb3_reinforce.common.estimator import LossTerms
+
+
+def total_loss(losses: LossTerms, ent_coef: float, vf_coef: float) -> th.Tensor:
+    """
+    ``policy_loss + ent_coef * entropy_loss + vf_coef * value_loss``, each term checked first.
+
+    :param losses: The loss terms.
+    :param ent_coef: Entropy coefficient.
+    :param vf_coef: Value-function coefficient.
+    :return: The total loss.
+    """
+    for name in ("policy_loss", "value_loss", "entropy_loss"):
+        require_finite(name, getattr(losses, name))
+    return losses.policy_loss + ent_coef * losses.entropy_loss + vf_coef * losses.value_loss
+
+
+def gradient_norm(parameters: Sequence[th.nn.Parameter]) -> th.Tensor:
+    """
+    Euclidean norm of all the parameters' gradients together (0 when none has a gradient).
+
+    :param parameters: The parameters.
+    :return: The norm, a scalar tensor.
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return th.zeros(())
+    return th.linalg.vector_norm(th.stack(th._foreach_norm(grads)))
+
+
+def all_finite(tensors: Sequence[th.Tensor]) -> bool:
+    """
+    Whether no element of ``tensors`` is NaN or infinite, with one synchronisation.
+
+    ``x - x`` is 0 for a finite ``x`` and NaN otherwise, so its norm cannot overflow.
+
+    >>> all_finite([th.ones(3), th.tensor([3e38])]), all_finite([th.tensor([1.0, float("inf")])])
+    (True, False)
+
+    :param tensors: The tensors to check.
+    :return: True when every element is finite.
+    """
+    detached = [t.detach() for t in tensors]
+    return bool(th.stack(th._foreach_norm(th._foreach_sub(detached, detached))).isfinite().all())
+
+
+class GuardedStep:
+    """
+    ``optimizer.step()``, undone if it makes a parameter non-finite.
+
+    The copies are overwritten in place at every step (no allocation after the first, unless the
+    optimiser's state changes shape), and restored only when the step went wrong.
+    """
+
+    def __init__(self) -> None:
+        self._parameters: list[th.Tensor] = []
+        self._state: dict[th.Tensor, dict[str, Any]] = {}
+        self._groups: list[dict[str, Any]] = []
+
+    def step(self, optimizer: th.optim.Optimizer, parameters: Sequence[th.nn.Parameter]) -> None:
+        """
+        Take the step; if it fails or leaves a non-finite parameter, restore everything and raise.
+
+        :param optimizer: The optimiser.
+        :param parameters: The parameters it updates.
+        :raises NonFiniteLossError: The step was undone: parameters and optimiser state are as before it.
+        """
+        self._save(optimizer, parameters)
+        error: Exception | None = None
+        try:
+            optimizer.step()
+        except RuntimeError as exc:  # e.g. an overflow inside the optimiser
+            error = exc
+        if error is None and all_finite(parameters):
+            return
+        self._restore(optimizer, parameters)
+        raise NonFiniteLossError(
+            "the parameters became non-finite (NaN or inf) in the optimiser step; the step was undone and the "
+            "parameters and optimiser state are unchanged. Lower the learning rate or set max_grad_norm."
+        ) from error
+
+    def _save(self, optimizer: th.optim.Optimizer, parameters: Sequence[th.nn.Parameter]) -> None:
+        current = [p.detach() for p in parameters]
+        if [c.shape for c in current] != [s.shape for s in self._parameters]:
+            self._parameters = [c.clone() for c in current]
+        else:
+            th._foreach_copy_(self._parameters, current)
+        saved = {}
+        for parameter, state in optimizer.state.items():
+            old = self._state.get(parameter, {})
+            saved[parameter] = {name: _copy_into(old.get(name), value) for name, value in state.items()}
+        self._state = saved
+        self._groups = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+
+    def _restore(self, optimizer: th.optim.Optimizer, parameters: Sequence[th.nn.Parameter]) -> None:
+        with th.no_grad():
+            th._foreach_copy_([p.detach() for p in parameters], self._parameters)
+        for parameter in list(optimizer.state):
+            if parameter in self._state:
+                # Fresh copies: the saved buffers must not become the optimiser's live state.
+                optimizer.state[parameter] = {
+                    name: value.clone() if isinstance(value, th.Tensor) else value
+                    for name, value in self._state[parameter].items()
+                }
+            else:  # state the failed step created
+                del optimizer.state[parameter]
+        for group, saved in zip(optimizer.param_groups, self._groups):
+            group.update(saved)
+
+
+def _copy_into(buffer: Any, value: Any) -> Any:
+    """``value`` copied into ``buffer`` when it is a tensor of the same kind, else a new copy."""
+    if not isinstance(value, th.Tensor):
+        return value
+    if (
+        isinstance(buffer, th.Tensor)
+        and buffer.shape == value.shape
+        and buffer.dtype == value.dtype
+        and buffer.device == value.device
+    ):
+        return buffer.copy_(value)
+    return value.detach().clone()
+
+
+def gradient_step(
+    policy: th.nn.Module,
+    losses: LossTerms,
+    ent_coef: float,
+    vf_coef: float,
+    max_grad_norm: float | None,
+    guard: GuardedStep,
+) -> tuple[th.Tensor, th.Tensor]:
+    """
+    Backpropagate the total loss, check and clip the gradient, and take a guarded optimiser step.
+
+    :param policy: The policy (with its ``optimizer``).
+    :param losses: The loss terms.
+    :param ent_coef: Entropy coefficient.
+    :param vf_coef: Value-function coefficient.
+    :param max_grad_norm: Clip the gradient to this norm (None: no clipping).
+    :param guard: The step guard.
+    :return: ``(total loss, gradient norm before clipping)``.
+    :raises NonFiniteLossError: A loss term, the gradient or the new parameters were not finite; nothing changed.
+    """
+    loss = total_loss(losses, ent_coef, vf_coef)
+    optimizer: th.optim.Optimizer = policy.optimizer  # type: ignore[assignment]
+    parameters = list(policy.parameters())
+    optimizer.zero_grad()
+    loss.backward()
+    if max_grad_norm is None:
+        grad_norm = gradient_norm(parameters)
+    else:  # clip_grad_norm_ returns the norm before clipping; it is not computed twice
+        grad_norm = th.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    require_finite("gradient", grad_norm)
+    guard.step(optimizer, parameters)
+    return loss, grad_norm
