@@ -109,57 +109,67 @@ def test_register_adds_algorithms_and_samplers() -> None:
         assert algo in HYPERPARAMS_SAMPLER and algo in HYPERPARAMS_CONVERTER
 
 
-@pytest.mark.parametrize("algo", ALGOS)
-def test_top_level_hyperparams_are_identical_to_packaged(algo: str) -> None:
-    """``hyperparams/<algo>.yml`` (rl-zoo3 layout, for ``-conf``) and the package data must not drift."""
-    packaged = hyperparams_file(algo)
-    assert packaged.parent == HYPERPARAMS_DIR and packaged.is_file()
-    top_level = ROOT / "hyperparams" / f"{algo}.yml"
-    assert top_level.read_bytes() == packaged.read_bytes(), (
-        f"{top_level} differs from {packaged}: edit the packaged file and copy it (cp {packaged} {top_level})"
+def pip_run(*args: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, check=False, timeout=240
     )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def resolve_in_fresh_interpreter(cwd: Path, env: dict[str, str]) -> tuple[Path, Path]:
+    """``sb3_reinforce.__file__`` and ``hyperparams_file("reinforce")`` as a fresh interpreter sees them."""
+    code = (
+        "import sb3_reinforce; from sb3_reinforce.zoo import hyperparams_file; "
+        "print(sb3_reinforce.__file__); print(hyperparams_file('reinforce'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120, cwd=cwd, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    package, hyperparams = result.stdout.split()
+    return Path(package), Path(hyperparams)
+
+
+def test_clone_reads_the_one_copy_of_the_hyperparams(tmp_path: Path) -> None:
+    """From a clone (editable install, or the source on the path), the files are ``hyperparams/*.yml``: no copy."""
+    import sb3_reinforce
+
+    if Path(sb3_reinforce.__file__).resolve().parent != ROOT / "sb3_reinforce":
+        pytest.skip(f"sb3_reinforce is imported from {sb3_reinforce.__file__}, not from this source tree")
+    assert HYPERPARAMS_DIR == ROOT / "hyperparams"
+    for algo in ALGOS:
+        assert hyperparams_file(algo) == ROOT / "hyperparams" / f"{algo}.yml" and hyperparams_file(algo).is_file()
+    assert not list((ROOT / "sb3_reinforce").rglob("*.yml")), "the YAML files belong in hyperparams/ only"
+    # A fresh interpreter outside the clone: found through the installation (make install: pip install -e).
+    package, found = resolve_in_fresh_interpreter(tmp_path, SUBPROCESS_ENV)
+    assert package == ROOT / "sb3_reinforce" / "__init__.py"
+    assert found == ROOT / "hyperparams" / "reinforce.yml"
 
 
 def test_wheel_ships_hyperparams_slow(tmp_path: Path) -> None:
-    """The files are package data: an installed wheel finds them (setuptools' package-data globs)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr
+    """The wheel has ``hyperparams/*.yml`` as ``sb3_reinforce/zoo/hyperparams/``; installed, it reads them there."""
+    pip_run("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT))
     (wheel,) = tmp_path.glob("sb3_reinforce-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        for algo in ALGOS:
-            name = f"sb3_reinforce/zoo/hyperparams/{algo}.yml"
-            assert name in names
-            assert archive.read(name) == hyperparams_file(algo).read_bytes()
+        source = {path.name: path.read_bytes() for path in (ROOT / "hyperparams").glob("*.yml")}
+        packaged = {name.rsplit("/", 1)[1]: archive.read(name) for name in names if name.endswith(".yml")}
+        assert set(source) == {f"{algo}.yml" for algo in ALGOS}
+        assert {f"sb3_reinforce/zoo/hyperparams/{name}" for name in source} <= names
+        assert packaged == source  # the same files, byte for byte, and no others
+        # The explicit package list of pyproject.toml (needed for the mapping) leaves no module out.
+        modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "sb3_reinforce").rglob("*.py")}
+        assert modules <= names, f"not in the wheel: {sorted(modules - names)}; add the package to pyproject.toml"
+        assert all(name.startswith(("sb3_reinforce/", "sb3_reinforce-")) for name in names)
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         assert "sb3-reinforce-zoo = sb3_reinforce.zoo.cli:main" in archive.read(entry_points).decode()
-    # Installed from the wheel (ahead of the clone on the path), the wrapper reads the installed files.
+    # Installed from the wheel (ahead of the clone on the path), the package and the wrapper read the installed files.
     site = tmp_path / "site"
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr
+    pip_run("install", "-q", "--no-deps", "--target", str(site), str(wheel))
+    installed = site / "sb3_reinforce" / "zoo" / "hyperparams" / "reinforce.yml"
+    env = {**SUBPROCESS_ENV, "PYTHONPATH": str(site)}
+    assert resolve_in_fresh_interpreter(tmp_path, env) == (site / "sb3_reinforce" / "__init__.py", installed)
+    assert installed.read_bytes() == (ROOT / "hyperparams" / "reinforce.yml").read_bytes()
     result = subprocess.run(
         [sys.executable, "-m", "sb3_reinforce.zoo", "train", "--algo", "reinforce", "--env", "MountainCar-v0"],
         capture_output=True,
@@ -167,10 +177,10 @@ def test_wheel_ships_hyperparams_slow(tmp_path: Path) -> None:
         check=False,
         timeout=240,
         cwd=tmp_path,
-        env={**SUBPROCESS_ENV, "PYTHONPATH": str(site)},
+        env=env,
     )
     assert result.returncode == 2
-    assert f"in {site / 'sb3_reinforce' / 'zoo' / 'hyperparams' / 'reinforce.yml'} (entries there:" in result.stderr
+    assert f"in {installed} (entries there:" in result.stderr
 
 
 ENTRIES = [(algo, env) for algo in ALGOS for env in yaml.safe_load(hyperparams_file(algo).read_text())]
@@ -395,6 +405,55 @@ def test_optimize_two_trials_slow(algo: str, tmp_path: Path) -> None:
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert all(t.value is not None for t in study.trials)
     assert list((tmp_path / algo).glob(f"report_{ENV}_2-trials-1000-random-none_*.csv"))
+
+
+def stored_study(algo: str, storage: Path, study_name: str, n_trials: int = 2) -> optuna.Study:
+    """A journal-file study of ``n_trials`` finished trials drawn by the algorithm's sampler (as ``-optimize``)."""
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=optuna.storages.JournalStorage(JournalFileBackend(str(storage))),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        direction="maximize",
+    )
+    sampler = ZOO_ALGOS[algo][1]
+    for _ in range(n_trials):
+        trial = study.ask()
+        sampler(trial, 0, 1, {})
+        study.tell(trial, 0.0)
+    return study
+
+
+@pytest.mark.parametrize("trial_id", [0, 1])
+def test_train_with_stored_trial(trial_id: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--trial-id N`` trains with trial N's values, trial 0 included (rl-zoo3 alone skips 0: ``if trial_id``)."""
+    import rl_zoo3.train
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    storage = tmp_path / "study.log"
+    study = stored_study("reinforce", storage, "stored")
+    expected = ZOO_ALGOS["reinforce"][2](study.trials[trial_id].params)
+    entry = yaml.safe_load(hyperparams_file("reinforce").read_text())[ENV]
+    assert expected["gamma"] != entry["gamma"] and expected["learning_rate"] != entry["learning_rate"]
+    logs = tmp_path / "logs"
+    capsys.readouterr()
+    cli.run(["train", "--algo", "reinforce", "--env", ENV, "-f", str(logs), "-n", "300", "--eval-freq", "-1",
+             "--verbose", "0", "--num-threads", "1", "--storage", str(storage), "--study-name", "stored",
+             "--trial-id", str(trial_id)])  # fmt: skip
+    assert "Loading from Optuna study" in capsys.readouterr().out
+    assert rl_zoo3.train.ExperimentManager is ExperimentManager  # rl-zoo3 as it was
+    (run,) = run_dirs(logs, "reinforce")
+    config = dict(yaml.load((run / ENV / "config.yml").read_text(), Loader=yaml.UnsafeLoader))
+    assert {key: config[key] for key in expected} == expected
+    assert config["n_timesteps"] == entry["n_timesteps"]  # what the trial does not set comes from the entry
+
+
+def test_trial_id_without_study_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for missing in (["--study-name", "stored"], ["--storage", str(tmp_path / "study.log")], []):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", "--algo", "reinforce", "--env", ENV, "-f", str(tmp_path), "--trial-id", "0", *missing])
+        assert exit_info.value.code == 2
+        assert "--trial-id 0 needs --storage and --study-name" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing built
 
 
 def run_workers(algo: str, storage: str, study_name: str, tmp_path: Path, n_workers: int = 2) -> None:

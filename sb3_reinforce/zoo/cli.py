@@ -8,8 +8,10 @@ runs rl-zoo3's entry point of the same name with the remaining arguments untouch
 rl-zoo3 option works and ``--algo ppo`` / ``--algo a2c`` run exactly as with ``python -m rl_zoo3.train``.
 
 The only additions, for ``train``: when ``--algo`` is one of this package's algorithms and no
-``-conf/--conf-file`` is given, the hyperparameter file shipped with the package is used; and an
-unknown algorithm or a missing hyperparameter entry is reported before anything is built.
+``-conf/--conf-file`` is given, the hyperparameter file shipped with the package is used; an
+unknown algorithm, a missing hyperparameter entry, or ``--trial-id`` without ``--storage`` and
+``--study-name`` is reported before anything is built; and ``--trial-id 0`` trains with trial 0 of
+the study, which rl-zoo3 alone skips (it tests ``if self.trial_id``) in favour of the file's values.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import argparse
 import runpy
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from sb3_reinforce.zoo.dependencies import ZooDependencyError, require_rl_zoo3
 from sb3_reinforce.zoo.hyperparams import MissingHyperparametersError, check_entry, hyperparams_file
@@ -47,6 +50,18 @@ class UnknownAlgorithmError(ValueError):
     """``--algo`` names no algorithm of rl-zoo3 or of this package."""
 
 
+class MissingStudyError(ValueError):
+    """``--trial-id`` without the ``--storage`` and ``--study-name`` of the study to load it from."""
+
+
+def _int_if_possible(value: str) -> int | str:
+    """An ``int`` option's value, or the text unchanged: a bad value is for rl-zoo3's parser to report."""
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
 def _pre_parse(args: Sequence[str]) -> argparse.Namespace:
     """Read the few options the wrapper looks at, leaving everything to rl-zoo3's own parser."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -56,6 +71,8 @@ def _pre_parse(args: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--gym-packages", nargs="+", default=[])
     parser.add_argument("-optimize", "--optimize-hyperparameters", action="store_true")
     parser.add_argument("--storage", default=None)
+    parser.add_argument("--study-name", default=None)
+    parser.add_argument("--trial-id", type=_int_if_possible, default=None)
     parser.add_argument("-h", "--help", action="store_true")
     known, _ = parser.parse_known_args(list(args))
     return known
@@ -91,12 +108,57 @@ def _env_is_registered(env_id: str, gym_packages: Sequence[str]) -> bool:
     return env_id in gym.envs.registry
 
 
+def _check_trial_id(known: argparse.Namespace) -> None:
+    # rl-zoo3 loads a trial only when it has all three, and otherwise silently trains with the entry's values.
+    if known.trial_id is not None and (known.storage is None or known.study_name is None):
+        raise MissingStudyError(
+            f"--trial-id {known.trial_id} needs --storage and --study-name (the Optuna study to load the trial "
+            "from); without them rl-zoo3 would ignore it and train with the hyperparameter file's values."
+        )
+
+
+class _TrialNumber(int):
+    """A trial number that is true even when it is 0 (see :func:`_trial_zero_loaded`)."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+@contextmanager
+def _trial_zero_loaded() -> Iterator[None]:
+    """
+    Make rl-zoo3's ``train`` load trial 0 for ``--trial-id 0``.
+
+    rl-zoo3's ``ExperimentManager.read_hyperparameters`` loads the stored trial only
+    ``if self.storage and self.study_name and self.trial_id``: trial 0 is false, so it is skipped and
+    the hyperparameter file's values are trained.  For the duration of the command, ``rl_zoo3.train``
+    builds a subclass that stores the trial number 0 as an ``int`` that is true; rl-zoo3's own code
+    then loads it (``study.trials[0]``, converted by the algorithm's ``HYPERPARAMS_CONVERTER``).
+    """
+    import rl_zoo3.train
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    class _ExperimentManager(ExperimentManager):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self.trial_id == 0:
+                self.trial_id = _TrialNumber(0)
+
+    saved = rl_zoo3.train.ExperimentManager
+    rl_zoo3.train.ExperimentManager = _ExperimentManager  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        rl_zoo3.train.ExperimentManager = saved  # type: ignore[misc]
+
+
 def _train_args(args: list[str]) -> list[str]:
-    """Check ``--algo`` and the hyperparameter entry; point ``--conf-file`` at our YAML for our algorithms."""
+    """Check ``--algo``, ``--trial-id`` and the hyperparameter entry; point ``--conf-file`` at our YAML for ours."""
     known = _pre_parse(args)
     if known.help:
         return args
     _check_algo(known.algo)
+    _check_trial_id(known)
     config = known.conf_file
     if config is None and known.algo in ZOO_ALGOS:
         config = str(hyperparams_file(known.algo))
@@ -146,6 +208,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     :raises ZooDependencyError: If rl-zoo3 is not installed.
     :raises UnknownAlgorithmError: If ``--algo`` is unknown.
     :raises MissingHyperparametersError: If the hyperparameter file or its entry for ``--env`` is missing.
+    :raises MissingStudyError: If ``train`` has ``--trial-id`` without ``--storage`` and ``--study-name``.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -156,11 +219,14 @@ def run(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"{PROG}: error: unknown command '{command}' (choose from {', '.join(COMMANDS)})")
     require_rl_zoo3()
     register()
+    trial_zero: AbstractContextManager[None] = nullcontext()
     if command == "train":
         options = _train_args(options)
+        if _pre_parse(options).trial_id == 0:
+            trial_zero = _trial_zero_loaded()
     elif command in ALGO_COMMANDS and not _pre_parse(options).help:
         _check_algo(_pre_parse(options).algo)
-    with _argv([f"{PROG} {command}", *options]):
+    with _argv([f"{PROG} {command}", *options]), trial_zero:
         _entry_point(command)()
 
 
@@ -172,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     try:
         run(argv)
-    except (ZooDependencyError, UnknownAlgorithmError, MissingHyperparametersError) as error:
+    except (ZooDependencyError, UnknownAlgorithmError, MissingHyperparametersError, MissingStudyError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 

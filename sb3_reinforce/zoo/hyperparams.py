@@ -1,9 +1,12 @@
 """Where the hyperparameter files of ``reinforce`` and ``offpolicy_pg`` live, and checking an entry exists.
 
-The YAML files are package data (``sb3_reinforce/zoo/hyperparams/<algo>.yml``), so they are found
-from a clone (editable install) and from an installed wheel alike.  The top-level ``hyperparams/``
-folder of the repository holds identical copies, in rl-zoo3's layout, for users who pass
-``-conf hyperparams/reinforce.yml`` by hand; ``tests/test_zoo.py`` fails if the two drift apart.
+The YAML files are kept once, in the top-level ``hyperparams/`` folder of the repository (rl-zoo3's
+layout, also usable as ``-conf hyperparams/reinforce.yml``).  Building the wheel maps that folder
+into the package (``package-dir`` in ``pyproject.toml``), so an installed wheel has them as
+``sb3_reinforce/zoo/hyperparams/<algo>.yml``.  :data:`HYPERPARAMS_DIR` is that folder when it
+exists (installed wheel), else ``hyperparams/`` next to the ``sb3_reinforce/`` source folder (a clone
+or source archive, with the editable install ``pip install -e .`` of ``make install``).
+``tests/test_zoo.py`` checks both.
 """
 
 from __future__ import annotations
@@ -11,8 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-#: Folder of the hyperparameter files shipped inside the package.
-HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+#: In an installed wheel: ``sb3_reinforce/zoo/hyperparams/`` (the build puts ``hyperparams/`` there).
+_INSTALLED_DIR = _PACKAGE_DIR / "hyperparams"
+#: In a clone or source archive: ``hyperparams/`` at its top, next to ``sb3_reinforce/``.
+_SOURCE_DIR = _PACKAGE_DIR.parent.parent / "hyperparams"
+
+#: Folder of the hyperparameter files: the packaged one in an installed wheel, else the source tree's.
+HYPERPARAMS_DIR = _INSTALLED_DIR if _INSTALLED_DIR.is_dir() else _SOURCE_DIR
 
 
 class MissingHyperparametersError(ValueError):
@@ -24,7 +33,8 @@ def hyperparams_file(algo: str) -> Path:
     Path of the hyperparameter file shipped for one of this package's algorithms.
 
     :param algo: ``"reinforce"`` or ``"offpolicy_pg"``.
-    :return: ``sb3_reinforce/zoo/hyperparams/<algo>.yml`` (it may not exist for an unknown name).
+    :return: ``HYPERPARAMS_DIR / "<algo>.yml"``: ``sb3_reinforce/zoo/hyperparams/<algo>.yml`` in an
+        installed wheel, ``hyperparams/<algo>.yml`` in a clone (it may not exist for an unknown name).
     """
     return HYPERPARAMS_DIR / f"{algo}.yml"
 
