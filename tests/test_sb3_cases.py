@@ -134,7 +134,7 @@ UNREADABLE = {
 def test_unsupported_observation_space_is_refused_in_the_constructor(cls: type, name: str) -> None:
     env = SpaceEnv(UNREADABLE[name])
     policy = "MultiInputPolicy" if name.startswith("dict") else "MlpPolicy"
-    with pytest.raises(UnsupportedObservationSpaceError, match="observation_space=.*is not supported") as info:
+    with pytest.raises(UnsupportedObservationSpaceError, match=r"observation_space=.*is not supported") as info:
         make_model(cls, env, policy=policy)
     message = str(info.value)
     assert "Box, Discrete, MultiDiscrete, MultiBinary" in message and "Dict" in message
