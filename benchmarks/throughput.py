@@ -9,12 +9,20 @@ alike) and the median reported:
 - ``reinforce``, ``offpolicy_pg``, ``a2c``, ``ppo``: ``learn()`` with each class's default
   hyperparameters, after an untimed warm-up of ``--warmup`` steps.
 
+``--guard`` measures instead what the non-finite guard of the optimiser step costs on a
+``CnnPolicy`` (Atari-sized frames, 84x84x4): milliseconds per update of a plain ``optimizer.step()``,
+of the guarded step, and of the copies the guard before commit d8b0bac made at every update (a
+deep copy of the optimiser state, a clone of the parameters, one finiteness check per tensor),
+next to the whole update (forward, backward, step) on a batch of ``--guard-steps`` frames.
+
 Usage (from the repository root)::
 
     python -m benchmarks.throughput                 # 5 repeats of 20 000 steps each
     python -m benchmarks.throughput --quick         # smoke run, seconds
+    python -m benchmarks.throughput --guard         # the guard's cost, CnnPolicy
 
-The medians and the ratios to A2C are printed and written to ``benchmarks/results/throughput<tag>.json``.
+The medians and the ratios to A2C are printed and written to ``benchmarks/results/throughput<tag>.json``
+(``throughput_guard<tag>.json`` for ``--guard``).
 """
 
 from __future__ import annotations
@@ -185,6 +193,60 @@ def markdown_table(rows: Sequence[dict[str, Any]], reference: str = "a2c") -> st
     return "\n".join(lines)
 
 
+def measure_guard(batch_steps: int, repeats: int, seed: int = 0) -> dict[str, float]:
+    """
+    Milliseconds per update of the optimiser step, guarded or not, on a ``CnnPolicy`` with Adam.
+
+    :param batch_steps: Frames in the batch of the update.
+    :param repeats: Timed repetitions of each measurement (the median is kept).
+    :param seed: Seed of the policy and the frames.
+    :return: Median milliseconds: ``update`` (forward, backward and a plain step), ``step`` (a plain
+        ``optimizer.step()``), ``guarded_step`` (``GuardedStep.step``), ``previous_guard_copies``
+        (the copies and checks the deep-copying guard made at every update).
+    """
+    import copy
+
+    import torch as th
+    from gymnasium import spaces
+    from stable_baselines3.common.policies import ActorCriticCnnPolicy
+
+    from sb3_reinforce.common.gradient_step import GuardedStep
+
+    th.manual_seed(seed)
+    policy = ActorCriticCnnPolicy(spaces.Box(0, 255, (4, 84, 84), np.uint8), spaces.Discrete(6), lambda _: 1e-4)
+    frames = th.as_tensor(np.random.default_rng(seed).integers(0, 256, (batch_steps, 4, 84, 84), dtype=np.uint8))
+    actions = th.as_tensor(np.random.default_rng(seed + 1).integers(0, 6, batch_steps))
+    parameters = list(policy.parameters())
+    guard = GuardedStep()
+
+    def backward() -> None:
+        policy.optimizer.zero_grad()
+        values, log_prob, _ = policy.evaluate_actions(frames, actions)
+        (-log_prob.mean() + values.pow(2).mean()).backward()
+
+    def previous_guard_copies() -> None:
+        [p.detach().clone() for p in parameters]
+        copy.deepcopy(policy.optimizer.state_dict())
+        all(bool(th.isfinite(p).all()) for p in parameters)
+
+    def timed(function: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        function()
+        return (time.perf_counter() - start) * 1e3
+
+    backward()
+    policy.optimizer.step()  # the optimiser state exists from here on
+    times: dict[str, list[float]] = {"update": [], "step": [], "guarded_step": [], "previous_guard_copies": []}
+    for _ in range(repeats):
+        times["update"].append(timed(lambda: (backward(), policy.optimizer.step())))
+        backward()
+        times["step"].append(timed(policy.optimizer.step))
+        backward()
+        times["guarded_step"].append(timed(lambda: guard.step(policy.optimizer, parameters)))
+        times["previous_guard_copies"].append(timed(previous_guard_copies))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """
     Command-line entry point (see the module docstring).
@@ -202,11 +264,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tag", default="")
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="folder of the result files")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats of 2 000 steps, warm-up 1 000")
+    parser.add_argument("--guard", action="store_true", help="measure the cost of the optimiser-step guard instead")
+    parser.add_argument("--guard-steps", type=int, default=256, help="frames in the batch of --guard's update")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.repeats, args.warmup, args.tag = 2_000, 2, 1_000, args.tag or "_quick"
 
     th.set_num_threads(1)
+    if args.guard:
+        guard = measure_guard(args.guard_steps, max(args.repeats, 3))
+        for name, milliseconds in guard.items():
+            print(f"{name:>22}: {milliseconds:8.2f} ms")
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        out = args.results_dir / f"throughput_guard{args.tag}.json"
+        out.write_text(json.dumps(dict(guard_steps=args.guard_steps, repeats=args.repeats, ms=guard), indent=1))
+        print(f"written to {out}")
+        return
     rates = measure(args.entries, args.n_envs, args.steps, args.repeats, args.warmup)
     rows = summarize(rates)
     print(markdown_table(rows))

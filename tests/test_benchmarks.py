@@ -102,6 +102,14 @@ def test_throughput_measures_every_entry(tmp_path: Path) -> None:
     assert rows["env"]["ratio_to_reference"] == pytest.approx(rows["env"]["median"] / rows["a2c"]["median"])
 
 
+def test_guard_cost_tiny_run(tmp_path: Path) -> None:
+    throughput.main(["--guard", "--guard-steps", "2", "--repeats", "1", "--results-dir", str(tmp_path)])
+    saved = json.loads((tmp_path / "throughput_guard.json").read_text())
+    assert set(saved["ms"]) == {"update", "step", "guarded_step", "previous_guard_copies"}
+    assert all(value > 0 for value in saved["ms"].values())
+    assert saved["ms"]["update"] > saved["ms"]["step"]  # the update includes a step
+
+
 # --- gradient quality ----------------------------------------------------------------------------
 def test_figures_recover_known_bias_and_spread() -> None:
     rng = np.random.default_rng(0)

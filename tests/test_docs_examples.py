@@ -118,3 +118,17 @@ def test_api_page_covers_every_shared_module():
         for info in pkgutil.iter_modules(package.__path__, prefix=f"{package.__name__}."):
             if not info.name.rsplit(".", 1)[1].startswith("_"):
                 assert info.name in documented, f"docs/api.md has no automodule for {info.name}"
+
+
+def test_project_refers_to_nothing_outside_it():
+    """The contract is docs/maths.md: no file cites a document that users of a clone or a wheel do not have."""
+    root = DOCS.parent
+    folders = ("sb3_reinforce", "tests", "benchmarks", "docs", "hyperparams")
+    files = [root / name for name in ("README.md", "pyproject.toml", "Makefile")]
+    files += [
+        p for folder in folders for p in (root / folder).rglob("*") if p.suffix in (".py", ".md", ".yml", ".toml")
+    ]
+    files = [p for p in files if "_build" not in p.parts and p != Path(__file__).resolve()]
+    outside = re.compile(r"\.\./shared|shared/seeds|SPEC\.md|SPEC §")
+    offending = [f"{p.relative_to(root)}: {m.group(0)}" for p in files for m in outside.finditer(p.read_text())]
+    assert len(files) > 50 and offending == []

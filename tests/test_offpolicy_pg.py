@@ -198,6 +198,28 @@ def test_several_envs_waste_no_step_and_carry_running_episodes() -> None:
         assert numbers == list(range(len(numbers)))
 
 
+def test_collector_keeps_only_the_rows_of_running_episodes() -> None:
+    """Between rollouts the collector holds the steps of the episodes still running, not the whole history."""
+
+    class RowsAtRolloutEnd(BaseCallback):
+        rows: list[tuple[int, int]] = []  # noqa: RUF012
+
+        def _on_rollout_end(self) -> None:
+            collector = self.model._collector
+            running = collector.episode_steps[collector._start >= 0]
+            self.rows.append((len(collector._rows["rewards"]), int(running.max(initial=0))))
+
+        def _on_step(self) -> bool:
+            return True
+
+    model = small_model(counter_vec_env(3, max_length=9), n_episodes=2, buffer_size=100_000)
+    callback = RowsAtRolloutEnd()
+    model.learn(600, callback=callback)
+    assert len(callback.rows) >= 20
+    # as many rows as the longest running episode has steps: the rest was forgotten
+    assert all(rows == longest for rows, longest in callback.rows), callback.rows
+
+
 def test_callback_stop_mid_rollout_drops_only_incomplete_episodes() -> None:
     class StopAt(BaseCallback):
         def _on_step(self) -> bool:

@@ -46,9 +46,11 @@ def gradient_norm(parameters: Sequence[th.nn.Parameter]) -> th.Tensor:
 
 def all_finite(tensors: Sequence[th.Tensor]) -> bool:
     """
-    Whether no element of ``tensors`` is NaN or infinite, with one synchronisation.
+    Whether no element of ``tensors`` is NaN or infinite.
 
-    ``x - x`` is 0 for a finite ``x`` and NaN otherwise, so its norm cannot overflow.
+    The norms of the tensors (one fused operation, one synchronisation) are finite when every
+    element is; only when one is not (or overflowed: elements beyond about 1e19) are the elements
+    checked one by one, through ``x - x``, which is 0 for a finite ``x`` and NaN otherwise.
 
     >>> all_finite([th.ones(3), th.tensor([3e38])]), all_finite([th.tensor([1.0, float("inf")])])
     (True, False)
@@ -57,6 +59,8 @@ def all_finite(tensors: Sequence[th.Tensor]) -> bool:
     :return: True when every element is finite.
     """
     detached = [t.detach() for t in tensors]
+    if bool(th.stack(th._foreach_norm(detached)).isfinite().all()):
+        return True
     return bool(th.stack(th._foreach_norm(th._foreach_sub(detached, detached))).isfinite().all())
 
 
@@ -64,13 +68,17 @@ class GuardedStep:
     """
     ``optimizer.step()``, undone if it makes a parameter non-finite.
 
-    The copies are overwritten in place at every step (no allocation after the first, unless the
-    optimiser's state changes shape), and restored only when the step went wrong.
+    Before each step, the parameters and the optimiser's state tensors are copied, with one fused
+    copy each, into buffers allocated at the first step (again only when the optimiser's state
+    changes layout, e.g. at its first step); they are copied back only when the step went wrong.
     """
 
     def __init__(self) -> None:
         self._parameters: list[th.Tensor] = []
-        self._state: dict[th.Tensor, dict[str, Any]] = {}
+        # (parameter, name) of every tensor of the optimiser's state, the copies, and the other values.
+        self._keys: list[tuple[th.Tensor, str]] = []
+        self._tensors: list[th.Tensor] = []
+        self._values: dict[tuple[th.Tensor, str], Any] = {}
         self._groups: list[dict[str, Any]] = []
 
     def step(self, optimizer: th.optim.Optimizer, parameters: Sequence[th.nn.Parameter]) -> None:
@@ -96,46 +104,43 @@ class GuardedStep:
         ) from error
 
     def _save(self, optimizer: th.optim.Optimizer, parameters: Sequence[th.nn.Parameter]) -> None:
-        current = [p.detach() for p in parameters]
-        if [c.shape for c in current] != [s.shape for s in self._parameters]:
-            self._parameters = [c.clone() for c in current]
-        else:
-            th._foreach_copy_(self._parameters, current)
-        saved = {}
-        for parameter, state in optimizer.state.items():
-            old = self._state.get(parameter, {})
-            saved[parameter] = {name: _copy_into(old.get(name), value) for name, value in state.items()}
-        self._state = saved
+        self._parameters = _copy_all(self._parameters, [p.detach() for p in parameters])
+        entries = [((param, name), value) for param, state in optimizer.state.items() for name, value in state.items()]
+        keys = [key for key, value in entries if isinstance(value, th.Tensor)]
+        tensors = [value.detach() for _, value in entries if isinstance(value, th.Tensor)]
+        self._tensors = _copy_all(self._tensors if keys == self._keys else [], tensors)
+        self._keys = keys
+        self._values = {key: value for key, value in entries if not isinstance(value, th.Tensor)}
         self._groups = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
 
     def _restore(self, optimizer: th.optim.Optimizer, parameters: Sequence[th.nn.Parameter]) -> None:
         with th.no_grad():
             th._foreach_copy_([p.detach() for p in parameters], self._parameters)
-        for parameter in list(optimizer.state):
-            if parameter in self._state:
-                # Fresh copies: the saved buffers must not become the optimiser's live state.
-                optimizer.state[parameter] = {
-                    name: value.clone() if isinstance(value, th.Tensor) else value
-                    for name, value in self._state[parameter].items()
-                }
+        saved: dict[th.Tensor, dict[str, Any]] = {}
+        # Fresh copies: the buffers must not become the optimiser's live state.
+        for (param, name), tensor in zip(self._keys, self._tensors):
+            saved.setdefault(param, {})[name] = tensor.clone()
+        for (param, name), value in self._values.items():
+            saved.setdefault(param, {})[name] = value
+        for param in list(optimizer.state):
+            if param in saved:
+                optimizer.state[param] = saved[param]
             else:  # state the failed step created
-                del optimizer.state[parameter]
-        for group, saved in zip(optimizer.param_groups, self._groups):
-            group.update(saved)
+                del optimizer.state[param]
+        for group, groups_saved in zip(optimizer.param_groups, self._groups):
+            group.update(groups_saved)
 
 
-def _copy_into(buffer: Any, value: Any) -> Any:
-    """``value`` copied into ``buffer`` when it is a tensor of the same kind, else a new copy."""
-    if not isinstance(value, th.Tensor):
-        return value
-    if (
-        isinstance(buffer, th.Tensor)
-        and buffer.shape == value.shape
-        and buffer.dtype == value.dtype
-        and buffer.device == value.device
-    ):
-        return buffer.copy_(value)
-    return value.detach().clone()
+def _copy_all(buffers: list[th.Tensor], sources: list[th.Tensor]) -> list[th.Tensor]:
+    """``sources`` copied into ``buffers`` with one fused copy, or into new buffers when they do not match."""
+    matching = len(buffers) == len(sources) and all(
+        b.shape == s.shape and b.dtype == s.dtype and b.device == s.device for b, s in zip(buffers, sources)
+    )
+    if not matching:
+        return [s.clone() for s in sources]
+    if sources:
+        th._foreach_copy_(buffers, sources)
+    return buffers
 
 
 def gradient_step(
