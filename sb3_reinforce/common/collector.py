@@ -219,6 +219,7 @@ class EpisodeCollector:
             self._reset_for_batch(model, env, n_episodes)
         finished: list[FinishedEpisode] = []
         n_recorded = int((self._start >= 0).sum())
+        unrecorded = len(self._start) - n_recorded  # envs whose current episode is not recorded
         while len(finished) < n_episodes:
             step = self._step(model, env, callback)
             if step is None:
@@ -229,9 +230,11 @@ class EpisodeCollector:
                 self.episode_steps += 1
                 return handed, False
             dones, infos, new_obs = step
-            self.unused_steps += int((self._start < 0).sum())
+            self.unused_steps += unrecorded
             self.episode_steps += 1
             self._check_lengths(model, env)
+            if not dones.any():
+                continue
             row = len(self._rows["rewards"]) - 1
             for index in np.flatnonzero(dones).tolist():
                 if self._start[index] >= 0:
@@ -245,6 +248,7 @@ class EpisodeCollector:
                 else:
                     self._start[index] = -1
                 self.episode_steps[index] = 0
+            unrecorded = int((self._start < 0).sum())
         return self._hand_over(finished), True
 
     def _reset_for_batch(self, model: EpisodicPolicyGradient, env: VecEnv, n_episodes: int) -> None:
@@ -292,13 +296,13 @@ class EpisodeCollector:
         if self.record_original and normalizer is not None:
             observations, self._last_original_obs = self._last_original_obs, normalizer.get_original_obs()
             rewards = normalizer.get_original_reward()
-        self._record(observations=observations, actions=actions, rewards=rewards, log_probs=log_probs)
+        # One row of every field of STEP_FIELDS, for all envs.
+        rows = self._rows
+        rows["observations"].append(observations)
+        rows["actions"].append(actions)
+        rows["rewards"].append(rewards)
+        rows["log_probs"].append(log_probs)
         return dones, infos, new_obs  # type: ignore[return-value]
-
-    def _record(self, **fields: Any) -> None:
-        """Append one row (all envs) to every field."""
-        for name, value in fields.items():
-            self._rows[name].append(value)
 
     def _terminal(
         self, model: EpisodicPolicyGradient, info: dict[str, Any], new_obs: Observations, index: int
@@ -351,8 +355,11 @@ class EpisodeCollector:
         :param env: The training env.
         """
         steps = self.episode_steps
+        longest = int(steps.max())
+        if longest <= model.max_episode_steps and (self.capacity is None or longest <= self.capacity):
+            return
         endless = (steps > model.max_episode_steps) & ~self._time_limits(env)
-        oversized = (self._start >= 0) & (steps > (self.capacity or np.iinfo(np.int64).max))
+        oversized = (self._start >= 0) & (steps > self.capacity) if self.capacity is not None else endless & False
         for too_long, limit in ((endless, "max_episode_steps"), (oversized, "buffer_size")):
             if too_long.any():
                 index = int(np.flatnonzero(too_long)[0])
