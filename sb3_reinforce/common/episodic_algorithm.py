@@ -129,39 +129,36 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         device: th.device | str,
         _init_setup_model: bool,
     ):
-        self.n_episodes = n_episodes
-        self.gamma = gamma
-        self.baseline = baseline
-        self.reward_to_go = reward_to_go
-        self.unbiased_discount = unbiased_discount
+        # Collection (docs/maths.md §2).
+        self.n_episodes, self.max_episode_steps = n_episodes, max_episode_steps
+        self.use_sde, self.sde_sample_freq = use_sde, sde_sample_freq
+        # The estimator (§3-5).
+        self.gamma, self.baseline = gamma, baseline
+        self.reward_to_go, self.unbiased_discount = reward_to_go, unbiased_discount
         self.normalize_advantage = normalize_advantage
-        self.ent_coef = ent_coef
-        self.vf_coef = vf_coef
-        self.max_grad_norm = max_grad_norm
-        self.max_episode_steps = max_episode_steps
-        self.use_sde = use_sde
-        self.sde_sample_freq = sde_sample_freq
+        # The loss and the optimiser step.
+        self.ent_coef, self.vf_coef, self.max_grad_norm = ent_coef, vf_coef, max_grad_norm
         # Bad hyperparameters are reported before the env is even built.
         if not callable(learning_rate):
             check_number("learning_rate", learning_rate, 0.0, low_inclusive=False)
         self._validate_hyperparameters()
         self._check_policy_kwargs(policy_kwargs)
         super().__init__(
-            policy=policy,
-            env=env,
-            learning_rate=learning_rate,
+            policy,
+            env,
+            learning_rate,
+            support_multi_env=True,
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             verbose=verbose,
             device=device,
-            support_multi_env=True,
-            monitor_wrapper=monitor_wrapper,
-            seed=seed,
             # The gSDE action-space check is ours (its message names the parameter), so the base class
             # is told use_sde=False and the value is restored just after.
             use_sde=False,
             sde_sample_freq=sde_sample_freq,
+            monitor_wrapper=monitor_wrapper,
+            seed=seed,
         )
         self.use_sde = use_sde
         # SB3's load() builds the model without an env, hence without spaces yet.

@@ -141,11 +141,8 @@ class OffPolicyPG(EpisodicPolicyGradient):
         _init_setup_model: bool = True,
     ):
         # Set before the base class validates the hyperparameters.
-        self.batch_episodes = batch_episodes
-        self.buffer_size = buffer_size
-        self.gradient_steps = gradient_steps
-        self.importance_weights = importance_weights
-        self.truncation = truncation
+        self.batch_episodes, self.buffer_size, self.gradient_steps = batch_episodes, buffer_size, gradient_steps
+        self.importance_weights, self.truncation = importance_weights, truncation
         self.replay_buffer = None
         super().__init__(
             policy,
