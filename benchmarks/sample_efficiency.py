@@ -106,6 +106,10 @@ class RunResult:
     :param n_envs: Number of training envs (from the hyperparameter file).
     :param stop_after: Evaluations in a row at or above the threshold that end the run (and that
         ``stayed`` requires).
+    :param stochastic_returns: Mean return of the same number of episodes played by the stochastic
+        policy (actions sampled), at each evaluation.
+    :param diagnostics: At each evaluation, the training statistics averaged over the updates since
+        the previous one (see :class:`EvaluateAndStop`).
     """
 
     env: str
@@ -118,6 +122,8 @@ class RunResult:
     wall_s: float = 0.0
     n_envs: int = 1
     stop_after: int = STOP_AFTER
+    stochastic_returns: list[float] = field(default_factory=list)
+    diagnostics: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def reached(self) -> int | None:
@@ -144,11 +150,27 @@ class RunResult:
         """Mean return of the last evaluation."""
         return self.returns[-1] if self.returns else float("nan")
 
+    @property
+    def final_stochastic_return(self) -> float:
+        """Mean return of the last evaluation of the stochastic policy (NaN when not measured)."""
+        return self.stochastic_returns[-1] if self.stochastic_returns else float("nan")
+
+
+#: Training statistics read from the logger at each rollout end (the last update's) and averaged
+#: between evaluations; ``clipped`` is 1 for an update whose gradient norm exceeded ``max_grad_norm``.
+DIAGNOSTICS = ("entropy", "explained_variance", "grad_norm", "clipped", "ep_len_mean", "ep_rew_mean")
+
 
 class EvaluateAndStop(BaseCallback):
     """
-    Evaluate every ``setting.eval_freq`` env steps (and at the end) into ``result``; stop once
-    ``stop_after`` evaluations in a row reached the threshold.
+    Evaluate every ``setting.eval_freq`` env steps (and at the end) into ``result``, with the
+    deterministic and the stochastic policy; stop once ``stop_after`` deterministic evaluations in a
+    row reached the threshold.
+
+    With each evaluation it records the training statistics of :data:`DIAGNOSTICS`, averaged over
+    the updates since the previous evaluation, and ``optimizer_steps``, the number of optimiser
+    steps taken so far (counted by a hook on the policy's optimiser, so that a PPO minibatch step
+    counts as one, like a REINFORCE update).
 
     :param eval_env: The evaluation env (its ``VecNormalize`` statistics are synced from training).
     :param setting: Threshold and evaluation schedule.
@@ -161,17 +183,52 @@ class EvaluateAndStop(BaseCallback):
         self.eval_env, self.setting, self.result, self.stop_after = eval_env, setting, result, stop_after
         self.next_eval = 0
         self.in_a_row = 0
+        self.optimizer_steps = 0
+        self.updates: list[dict[str, float]] = []
+
+    def _init_callback(self) -> None:
+        def count(*_: Any) -> None:
+            self.optimizer_steps += 1
+
+        self.model.policy.optimizer.register_step_post_hook(count)
+
+    def _on_rollout_end(self) -> None:
+        # The logger still holds the previous update's train/ values (it is dumped after this).
+        values = self.model.logger.name_to_value
+        if "train/entropy_loss" not in values:
+            return
+        max_grad_norm = getattr(self.model, "max_grad_norm", None)
+        grad_norm = values.get("train/grad_norm", float("nan"))
+        buffer = self.model.ep_info_buffer or []
+        self.updates.append(
+            dict(
+                entropy=-values["train/entropy_loss"],
+                explained_variance=values.get("train/explained_variance", float("nan")),
+                grad_norm=grad_norm,
+                clipped=float(max_grad_norm is not None and grad_norm > max_grad_norm),
+                ep_len_mean=float(np.mean([info["l"] for info in buffer])) if buffer else float("nan"),
+                ep_rew_mean=float(np.mean([info["r"] for info in buffer])) if buffer else float("nan"),
+            )
+        )
 
     def evaluate(self) -> None:
-        """Play the evaluation episodes and record their mean return."""
+        """Play the evaluation episodes with each policy and record their mean returns and the diagnostics."""
         sync_envs_normalization(self.training_env, self.eval_env)
-        outcome = evaluate_policy(
-            self.model, self.eval_env, n_eval_episodes=self.setting.eval_episodes, deterministic=True
-        )
-        mean = float(np.mean(outcome[0]))
+        means = []
+        for deterministic in (True, False):
+            outcome = evaluate_policy(
+                self.model, self.eval_env, n_eval_episodes=self.setting.eval_episodes, deterministic=deterministic
+            )
+            means.append(float(np.mean(outcome[0])))
         self.result.steps.append(int(self.num_timesteps))
-        self.result.returns.append(mean)
-        self.in_a_row = self.in_a_row + 1 if mean >= self.setting.threshold else 0
+        self.result.returns.append(means[0])
+        self.result.stochastic_returns.append(means[1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no update yet: the means are NaN
+            averages = {name: float(np.nanmean([u[name] for u in self.updates])) for name in DIAGNOSTICS}
+        self.result.diagnostics.append(dict(averages, optimizer_steps=self.optimizer_steps))
+        self.updates = []
+        self.in_a_row = self.in_a_row + 1 if means[0] >= self.setting.threshold else 0
         self.next_eval += self.setting.eval_freq
 
     def _on_step(self) -> bool:
@@ -303,6 +360,8 @@ def summarize(runs: Iterable[RunResult]) -> list[dict[str, Any]]:
                 n_stayed=sum(r.stayed is not None for r in group),
                 final_returns=[r.final_return for r in group],
                 median_final_return=float(statistics.median(r.final_return for r in group)),
+                final_stochastic_returns=[r.final_stochastic_return for r in group],
+                median_final_stochastic_return=float(statistics.median(r.final_stochastic_return for r in group)),
                 median_wall_s=float(statistics.median(r.wall_s for r in group)),
             )
         )
@@ -322,17 +381,65 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """
     lines = [
         "| env | algorithm | n_envs | reached (median steps) | stayed (median steps) | final return (median) "
-        "| wall time (median) |",
-        "|---|---|---|---|---|---|---|",
+        "| final return, stochastic policy (median) | wall time (median) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         n = len(row["seeds"])
         reached = f"{_steps(row['median_reached'])} ({row['n_reached']}/{n})"
+        stochastic = row.get("median_final_stochastic_return", float("nan"))
         lines.append(
             f"| {row['env']} | {row['algo']} | {row['n_envs']} | {reached} "
             f"| {_steps(row['median_stayed'])} ({row['n_stayed']}/{n}) | {row['median_final_return']:.1f} "
-            f"| {row['median_wall_s']:.0f} s |"
+            f"| {'–' if np.isnan(stochastic) else f'{stochastic:.1f}'} | {row['median_wall_s']:.0f} s |"
         )
+    return "\n".join(lines)
+
+
+def diagnostics_table(runs: Sequence[RunResult], fractions: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 1.0)) -> str:
+    """
+    Training statistics over the course of the runs, per env and algorithm (medians over seeds).
+
+    :param runs: Runs with diagnostics (others are skipped).
+    :param fractions: Points of the budget at which to read each run (its evaluation at or just
+        after that many env steps).
+    :return: Markdown table: evaluation returns of both policies, optimiser steps so far, entropy,
+        explained variance of the value head, gradient norm, fraction of updates clipped and
+        training episode length, each averaged over the updates since the previous evaluation.
+    """
+    lines = [
+        "| env | algorithm | env steps | return (deterministic) | return (stochastic) | optimiser steps | entropy "
+        "| explained variance | gradient norm | clipped | episode length |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple[str, str], list[RunResult]] = {}
+    for run in runs:
+        if run.diagnostics:
+            groups.setdefault((run.env, run.algo), []).append(run)
+    for (env, algo), group in groups.items():
+        for fraction in fractions:
+            target = fraction * group[0].budget
+            picked = [
+                (run, next((i for i, s in enumerate(run.steps) if s >= target), len(run.steps) - 1)) for run in group
+            ]
+
+            def median(values: Iterable[float]) -> float:
+                finite = [v for v in values if not np.isnan(v)]
+                return float(statistics.median(finite)) if finite else float("nan")
+
+            stats = {
+                "det": median(run.returns[i] for run, i in picked),
+                "sto": median(run.stochastic_returns[i] for run, i in picked),
+                **{
+                    name: median(run.diagnostics[i].get(name, float("nan")) for run, i in picked)
+                    for name in ("optimizer_steps", *DIAGNOSTICS)
+                },
+            }
+            lines.append(
+                f"| {env} | {algo} | {_steps(target)} | {stats['det']:.1f} | {stats['sto']:.1f} "
+                f"| {_steps(stats['optimizer_steps'])} | {stats['entropy']:.3f} | {stats['explained_variance']:.2f} "
+                f"| {stats['grad_norm']:.2f} | {stats['clipped']:.2f} | {stats['ep_len_mean']:.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -400,6 +507,9 @@ def report(runs_path: Path, tag: str, results_dir: Path = RESULTS) -> list[dict[
     for env_id in sorted({r.env for r in runs}):
         plot_curves(runs, env_id, results_dir / f"sample_efficiency{tag}_{env_id}.png")
     print(markdown_table(rows))
+    if any(run.diagnostics for run in runs):
+        print()
+        print(diagnostics_table(runs))
     return rows
 
 

@@ -58,6 +58,25 @@ def test_run_one_through_rl_zoo3_hyperparameters(algo: str) -> None:
     assert run.reached is None and run.wall_s > 0
 
 
+@pytest.mark.parametrize("algo", ["reinforce", "ppo"])
+def test_runs_record_both_policies_and_training_diagnostics(algo: str) -> None:
+    setting = sample_efficiency.EnvSetting(threshold=1e9, budget=3_000, eval_freq=1_000, eval_episodes=2)
+    run = sample_efficiency.run_one("CartPole-v1", algo, 0, setting)
+    assert len(run.stochastic_returns) == len(run.returns) == len(run.diagnostics) >= 4
+    assert all(r >= 8 for r in run.stochastic_returns)
+    steps = [d["optimizer_steps"] for d in run.diagnostics]
+    assert steps == sorted(steps) and steps[0] == 0 and steps[-1] > 0
+    later = run.diagnostics[-1]
+    assert 0 < later["entropy"] <= np.log(2) + 1e-6 and later["ep_len_mean"] >= 8
+    assert later["clipped"] in (0.0, 1.0) or 0 < later["clipped"] < 1
+    if algo == "reinforce":  # the grad norm is ours; PPO takes 10 epochs of minibatch steps per rollout
+        assert later["grad_norm"] > 0
+    else:
+        assert steps[-1] > 50
+    table = sample_efficiency.diagnostics_table([run], fractions=(0.5, 1.0))
+    assert f"| CartPole-v1 | {algo} | 1 500 |" in table and f"| CartPole-v1 | {algo} | 3 000 |" in table
+
+
 def test_run_stops_once_it_stayed_solved() -> None:
     setting = sample_efficiency.EnvSetting(threshold=0.0, budget=100_000, eval_freq=200, eval_episodes=1)
     run = sample_efficiency.run_one("CartPole-v1", "reinforce", 0, setting, stop_after=3)
