@@ -70,6 +70,7 @@ from typing import Any, cast
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from benchmarks.tabular_mdp import (
@@ -566,3 +567,86 @@ def test_teeth_baseline_uses_own_episode(monkeypatch: pytest.MonkeyPatch) -> Non
     samples = library_gradient_samples(mdp, gamma=1.0, n_episodes=2, n_batches=400, baseline="mean")
     expected, _ = exact_targets(mdp, 1.0, True, False)
     assert_rejected(samples, expected, "the self-including mean baseline")
+
+
+# ----------------------------------------------------------------------------------------------
+# The fitted value baseline (vf_epochs): fitted after the update, so a batch never sees its own fit
+# ----------------------------------------------------------------------------------------------
+class RestoreActor(BaseCallback):
+    """Before each collection, put the actor back to ``(weight, bias)``; the value head keeps its fits."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        super().__init__()
+        self.weight, self.bias = th.as_tensor(weight), th.as_tensor(bias)
+
+    def _on_rollout_start(self) -> None:
+        action_net = cast(th.nn.Linear, self.model.policy.action_net)
+        with th.no_grad():
+            action_net.weight.copy_(self.weight)
+            action_net.bias.copy_(self.bias)
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def fitted_value_gradient_samples(mdp: TabularMDP, n_batches: int, **algo_kwargs: Any) -> np.ndarray:
+    """
+    ``K`` draws of the update of a second cycle whose value baseline was fitted on the first cycle's batch.
+
+    Each draw: one cycle (update, then ``vf_epochs`` of value fit on that batch), then the actor is put
+    back to the fixed parameters and a second cycle samples, updates and fits again; the draw is the
+    second update.  Its baseline ``V`` comes from the first batch only, so its expectation is the
+    exact one whatever ``V`` is.
+    """
+    weight, bias = random_policy_params(mdp)
+    samples = np.empty((n_batches, weight.size + bias.size))
+    for k in range(n_batches):
+        model = REINFORCE(
+            "MlpPolicy",
+            make_env(mdp, 1),
+            learning_rate=LEARNING_RATE,
+            gamma=GAMMA,
+            unbiased_discount=True,
+            baseline="value",
+            policy_kwargs=POLICY_KWARGS,
+            seed=SEED + k,
+            device="cpu",
+            **algo_kwargs,
+        )
+        restore = RestoreActor(weight, bias)
+        model.learn(total_timesteps=1, callback=restore)
+        action_net = cast(th.nn.Linear, model.policy.action_net)
+        model.learn(total_timesteps=1, callback=restore, reset_num_timesteps=False)
+        delta = th.cat([(action_net.weight - restore.weight).flatten(), action_net.bias - restore.bias])
+        samples[k] = delta.detach().double().numpy() / LEARNING_RATE
+    return samples
+
+
+FIT = dict(n_episodes=2, vf_epochs=30, vf_learning_rate=0.5)
+
+
+def test_fitted_value_baseline_is_unbiased() -> None:
+    """With N = 2 a baseline fitted on the batch's own returns would remove about half of the gradient."""
+    mdp = fixed_horizon_mdp()
+    samples = fitted_value_gradient_samples(mdp, n_batches=200, **FIT)
+    expected, _ = exact_targets(mdp, GAMMA, True, True)
+    assert_matches(samples, expected, "the exact gradient, with a value baseline fitted on earlier batches")
+
+
+def test_teeth_value_fitted_on_its_own_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same harness rejects a baseline fitted on the batch it is applied to (fit, then update)."""
+    from sb3_reinforce.common.returns import discounted_returns
+
+    update = REINFORCE.train
+
+    def fit_then_update(self: REINFORCE) -> None:
+        batch = self.rollout_buffer
+        assert batch is not None
+        self._fit_value(batch, discounted_returns(batch.rewards, batch.lengths, self.gamma, True))
+        update(self)
+
+    monkeypatch.setattr(REINFORCE, "train", fit_then_update)
+    mdp = fixed_horizon_mdp()
+    samples = fitted_value_gradient_samples(mdp, n_batches=150, **FIT)
+    expected, _ = exact_targets(mdp, GAMMA, True, True)
+    assert_rejected(samples, expected, "the baseline fitted on its own batch")
