@@ -269,13 +269,19 @@ def test_sampler_builds_models_and_converter_round_trips(algo: str) -> None:
     _, sampler, converter = ZOO_ALGOS[algo]
     algorithm_class = getattr(sb3_reinforce, ZOO_ALGOS[algo][0])
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(8):
+    sampled = []
+    for _ in range(24):
         trial = study.ask()
         kwargs = sampler(trial, 0, 1, {})
         assert converter(trial.params) == kwargs  # what --trial-id loads is what was trained
         assert 0 < kwargs["gamma"] < 1
         algorithm_class("MlpPolicy", ENV, device="cpu", **kwargs)
         study.tell(trial, 0.0)
+        sampled.append(kwargs)
+    if algo == "reinforce":  # the value fit is searched, and only with the value baseline
+        fits = [k for k in sampled if k.get("vf_epochs", 0) > 0]
+        assert fits and all(k["baseline"] == "value" for k in fits)
+        assert {k["vf_batch_size"] is None for k in fits} == {True, False}
 
 
 # --- end to end through the CLI -------------------------------------------------------------------

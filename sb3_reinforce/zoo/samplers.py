@@ -47,10 +47,15 @@ def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     """
     Turn the raw values of a ``reinforce`` trial into ``REINFORCE`` keyword arguments.
 
+    ``vf_batch_size`` is stored with ``0`` for "the whole batch": it becomes None.
+
     :param sampled_params: ``trial.params`` of a trial sampled by :func:`sample_reinforce_params`.
     :return: Keyword arguments (``gamma``, ``n_episodes``, ``policy_kwargs``, ...).
     """
-    return _convert_common(sampled_params)
+    hyperparams = _convert_common(sampled_params)
+    if "vf_batch_size" in hyperparams and not hyperparams["vf_batch_size"]:
+        hyperparams["vf_batch_size"] = None
+    return hyperparams
 
 
 def convert_offpolicy_pg_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
@@ -87,8 +92,9 @@ def sample_reinforce_params(
     """
     Sample ``REINFORCE`` hyperparameters (rl-zoo3 sampler signature).
 
-    Searched: learning rate, episodes per update (2 to 32), discount, baseline, advantage
-    normalisation, entropy coefficient, gradient clipping, network size and activation.
+    Searched: learning rate, episodes per update (2 to 32), discount, baseline (with the value
+    baseline, the epochs, minibatch size and learning rate of its fit, ``vf_epochs`` 0 to 20),
+    advantage normalisation, entropy coefficient, gradient clipping, network size and activation.
     Reward-to-go stays on (it only lowers the variance).
 
     :param trial: The Optuna trial.
@@ -102,6 +108,11 @@ def sample_reinforce_params(
         "baseline": trial.suggest_categorical("baseline", ["none", "mean", "optimal", "value"]),
         **_sample_common(trial),
     }
+    if sampled["baseline"] == "value":  # the fit exists only for the value baseline
+        sampled["vf_epochs"] = trial.suggest_categorical("vf_epochs", [0, 5, 10, 20])
+        if sampled["vf_epochs"] > 0:
+            sampled["vf_batch_size"] = trial.suggest_categorical("vf_batch_size", [0, 64, 256])
+            sampled["vf_learning_rate"] = trial.suggest_float("vf_learning_rate", 1e-4, 1e-2, log=True)
     trial.set_user_attr("gamma", 1.0 - sampled["one_minus_gamma"])
     trial.set_user_attr("n_episodes", 2 ** sampled["n_episodes_pow"])
     return convert_reinforce_params(sampled)
