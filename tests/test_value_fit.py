@@ -14,9 +14,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_reinforce import REINFORCE
+from sb3_reinforce import REINFORCE, OffPolicyPG
 from sb3_reinforce.common.value_fit import value_only_parameters
+from tests.offpolicy_envs import CounterEnv
 
 
 def fitted_model(**kwargs: Any) -> REINFORCE:
@@ -145,3 +147,69 @@ def test_bad_value_fit_settings(kwargs: dict[str, Any], message: str) -> None:
     settings.update(kwargs)
     with pytest.raises(ValueError, match=message):
         REINFORCE("MlpPolicy", "CartPole-v1", **settings)
+
+
+# ----------------------------------------------------------------------------------------- OffPolicyPG
+
+
+def identities(observations: np.ndarray) -> set[tuple[int, int]]:
+    """(env tag, episode number) of every step of CounterEnv observations."""
+    return {(int(tag), int(number)) for number, tag in observations[:, 1:3]}
+
+
+def test_offpolicy_fit_never_sees_an_episode_that_can_still_be_sampled() -> None:
+    """V is fitted on evicted episodes only, so a replayed episode's baseline never depends on its own returns."""
+    env = DummyVecEnv([lambda i=i: CounterEnv(tag=i, max_length=9) for i in range(3)])
+    model = OffPolicyPG(
+        "MlpPolicy",
+        env,
+        n_episodes=3,
+        batch_episodes=4,
+        buffer_size=60,
+        gradient_steps=3,
+        baseline="value",
+        vf_coef=0.0,
+        vf_epochs=2,
+        vf_batch_size=16,
+        seed=0,
+    )
+    fitted: set[tuple[int, int]] = set()
+    sampled_batches = []
+    fit, sample = model._fit_value, model.replay_buffer.sample
+
+    def recording_fit(observations: np.ndarray, targets: np.ndarray) -> None:
+        fitted.update(identities(observations))
+        fit(observations, targets)
+
+    def checking_sample(batch_size: int, env: Any = None) -> Any:
+        batch = sample(batch_size, env=env)
+        sampled = identities(batch.observations)
+        assert not sampled & fitted, sampled & fitted  # no sampled episode was ever fitted on
+        sampled_batches.append(sampled)
+        return batch
+
+    model._fit_value = recording_fit  # type: ignore[method-assign]
+    model.replay_buffer.sample = checking_sample  # type: ignore[method-assign]
+    model.learn(1_500)
+    assert len(sampled_batches) > 50 and len(fitted) > 30  # many updates, many episodes fitted on
+    stored = identities(model.replay_buffer.all_episodes().observations)
+    assert not stored & fitted
+
+
+def test_offpolicy_value_fit_needs_vf_coef_zero() -> None:
+    with pytest.raises(ValueError, match=r"vf_coef=0.5 is not allowed with vf_epochs=3: it must be 0"):
+        OffPolicyPG("MlpPolicy", "CartPole-v1", baseline="value", vf_epochs=3)
+    with pytest.raises(ValueError, match=r"vf_epochs=3 is only allowed with baseline='value'"):
+        OffPolicyPG("MlpPolicy", "CartPole-v1", baseline="mean", vf_epochs=3, vf_coef=0.0)
+
+
+def test_offpolicy_value_fit_is_saved(tmp_path: Any) -> None:
+    model = OffPolicyPG("MlpPolicy", "CartPole-v1", baseline="value", vf_coef=0.0, vf_epochs=2, buffer_size=300, seed=0)
+    model.learn(1_000)
+    assert model.vf_optimizer is not None and model.vf_optimizer.state_dict()["state"]  # evictions happened
+    model.save(tmp_path / "m.zip")
+    loaded = OffPolicyPG.load(tmp_path / "m.zip")
+    assert loaded.vf_optimizer is not None
+    saved, restored = model.vf_optimizer.state_dict()["state"], loaded.vf_optimizer.state_dict()["state"]
+    assert saved.keys() == restored.keys()
+    assert all(th.equal(saved[k]["exp_avg"], restored[k]["exp_avg"]) for k in saved)

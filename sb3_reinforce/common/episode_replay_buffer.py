@@ -31,7 +31,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_reinforce.common.episodes import EpisodeBatch, Observations, take_steps, time_index
+from sb3_reinforce.common.episodes import EpisodeBatch, Observations, concatenate_episodes, take_steps, time_index
 from sb3_reinforce.common.errors import EpisodeTooLongError
 
 ObsStorage = Union[np.ndarray, dict[str, np.ndarray]]
@@ -202,14 +202,20 @@ class EpisodeReplayBuffer(BaseBuffer):
         self.n_added += 1
         self.full = self.n_transitions == self.buffer_size
 
-    def add_episodes(self, batch: EpisodeBatch) -> None:
+    def add_episodes(self, batch: EpisodeBatch, env: VecNormalize | None = None) -> EpisodeBatch | None:
         """
-        Store every episode of ``batch``, in order (see :meth:`add`).
+        Store every episode of ``batch``, in order (see :meth:`add`), and hand back those that left.
 
         :param batch: Complete episodes, with the behaviour log-probability of every action.
+        :param env: ``VecNormalize`` wrapper whose current statistics normalise the evicted episodes'
+            observations and rewards (None: as stored).
+        :return: The episodes evicted to make room (older ones, or ones of ``batch`` itself when it
+            holds more than the buffer), oldest first, read before they were overwritten; None if none.
         """
+        evicted: list[EpisodeBatch] = []
         ends = np.cumsum(batch.lengths)
         for index, (start, end) in enumerate(zip(ends - batch.lengths, ends)):
+            evicted += self._make_room(int(end - start), env)
             self.add(
                 take_steps(batch.observations, slice(start, end)),
                 batch.actions[start:end],
@@ -218,6 +224,15 @@ class EpisodeReplayBuffer(BaseBuffer):
                 final_observation=take_steps(batch.terminal_observations, index),
                 truncated=bool(batch.truncated[index]),
             )
+        return concatenate_episodes(evicted) if evicted else None
+
+    def _make_room(self, length: int, env: VecNormalize | None) -> list[EpisodeBatch]:
+        """Evict the oldest episodes until ``length`` steps fit; return them, read before eviction."""
+        evicted = []
+        while length <= self.buffer_size and self.n_episodes > 0 and self.buffer_size - self.n_transitions < length:
+            evicted.append(self._get_samples(np.array([0]), env=env))
+            self._evict_oldest()
+        return evicted
 
     def _write(self, storage: ObsStorage, cells: np.ndarray, values: Observations, count: int) -> None:
         """Copy ``count`` observations into ``cells`` of ``storage``, reshaped to the stored shape."""

@@ -8,6 +8,7 @@ per-step quantities can be computed with array operations instead of Python loop
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union
 
@@ -159,3 +160,30 @@ class EpisodeBatch:
     def last_step_index(self) -> np.ndarray:
         """Flat index of the last step of each episode, shape ``(N,)``."""
         return np.cumsum(self.lengths) - 1
+
+
+def concatenate_episodes(batches: Sequence[EpisodeBatch]) -> EpisodeBatch:
+    """
+    The episodes of several batches, one batch after the other, in one :class:`EpisodeBatch`.
+
+    :param batches: At least one batch.
+    :return: The concatenated batch.
+    """
+    if not batches:
+        raise ValueError("no batch to concatenate")
+
+    def join(parts: Sequence[Observations]) -> Observations:
+        first = parts[0]
+        if isinstance(first, dict):
+            return {key: np.concatenate([part[key] for part in parts]) for key in first}  # type: ignore[index]
+        return np.concatenate(parts)  # type: ignore[arg-type]
+
+    return EpisodeBatch(
+        observations=join([b.observations for b in batches]),
+        actions=np.concatenate([b.actions for b in batches]),
+        rewards=np.concatenate([b.rewards for b in batches]),
+        lengths=np.concatenate([b.lengths for b in batches]),
+        truncated=np.concatenate([b.truncated for b in batches]),
+        terminal_observations=join([b.terminal_observations for b in batches]),
+        log_probs=np.concatenate([b.log_probs for b in batches]),
+    )

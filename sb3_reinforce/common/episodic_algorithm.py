@@ -28,7 +28,7 @@ from stable_baselines3.common.policies import (
     MultiInputActorCriticPolicy,
 )
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import explained_variance, obs_as_tensor
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_reinforce.common.collector import EpisodeCollector
@@ -42,6 +42,7 @@ from sb3_reinforce.common.estimator import (
 )
 from sb3_reinforce.common.gradient_step import GuardedStep, gradient_step
 from sb3_reinforce.common.validation import check_choice, check_int, check_number
+from sb3_reinforce.common.value_fit import fit_value_function, value_only_parameters
 
 SelfEpisodicPolicyGradient = TypeVar("SelfEpisodicPolicyGradient", bound="EpisodicPolicyGradient")
 
@@ -77,6 +78,9 @@ class EpisodicPolicyGradient(BaseAlgorithm):
     :param normalize_advantage: Standardise the advantages over all steps of the batch.
     :param ent_coef: Entropy coefficient of the loss.
     :param vf_coef: Value-function coefficient of the loss (value baseline only).
+    :param vf_epochs: Epochs of the value head's own fit (value baseline only; 0: none).
+    :param vf_batch_size: Steps per minibatch of that fit (None: all of them).
+    :param vf_learning_rate: Learning rate of that fit (None: ``learning_rate``).
     :param max_grad_norm: Clip the gradient to this norm (None: no clipping).
     :param max_episode_steps: Stop with an error when an env without a time limit runs an episode longer than this.
     :param use_sde: Explore with generalized State-Dependent Exploration (gSDE; ``Box`` actions only).
@@ -116,6 +120,9 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         normalize_advantage: bool,
         ent_coef: float,
         vf_coef: float,
+        vf_epochs: int,
+        vf_batch_size: int | None,
+        vf_learning_rate: float | Schedule | None,
         max_grad_norm: float | None,
         max_episode_steps: int,
         use_sde: bool,
@@ -138,6 +145,10 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         self.normalize_advantage = normalize_advantage
         # The loss and the optimiser step.
         self.ent_coef, self.vf_coef, self.max_grad_norm = ent_coef, vf_coef, max_grad_norm
+        # The value head's own fit (docs/maths.md §5.3).
+        self.vf_epochs, self.vf_batch_size, self.vf_learning_rate = vf_epochs, vf_batch_size, vf_learning_rate
+        self.vf_optimizer: th.optim.Optimizer | None = None
+        self._vf_guard = GuardedStep()
         # Bad hyperparameters are reported before the env is even built.
         if not callable(learning_rate):
             check_number("learning_rate", learning_rate, 0.0, low_inclusive=False)
@@ -192,6 +203,16 @@ class EpisodicPolicyGradient(BaseAlgorithm):
                 raise ValueError(f"{flag}={value!r} is not allowed: it must be True or False")
         if self.sde_sample_freq != -1:
             check_int("sde_sample_freq", self.sde_sample_freq, 1, "or -1 (one noise matrix per rollout)")
+        check_int("vf_epochs", self.vf_epochs, 0)
+        if self.vf_epochs > 0 and self.baseline != "value":
+            raise ValueError(
+                f"vf_epochs={self.vf_epochs} is only allowed with baseline='value' (it fits the value head); "
+                f"got baseline={self.baseline!r}"
+            )
+        if self.vf_batch_size is not None:
+            check_int("vf_batch_size", self.vf_batch_size, 1, "or None (the whole batch)")
+        if not callable(self.vf_learning_rate):
+            check_number("vf_learning_rate", self.vf_learning_rate, 0.0, low_inclusive=False, allow_none=True)
 
     def _check_policy_kwargs(self, policy_kwargs: dict[str, Any] | None) -> None:
         """
@@ -256,13 +277,18 @@ class EpisodicPolicyGradient(BaseAlgorithm):
             self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
         )
         self.policy = self.policy.to(self.device)
+        if self.vf_epochs > 0:
+            self.vf_optimizer = self.policy.optimizer_class(  # type: ignore[call-arg]
+                value_only_parameters(self.policy), lr=self._vf_learning_rate(), **self.policy.optimizer_kwargs
+            )
 
     def _excluded_save_params(self) -> list[str]:
         # The collector holds the episodes under way: a loaded model starts afresh (SB3 resets its env).
-        return [*super()._excluded_save_params(), "_collector", "_step_guard"]
+        return [*super()._excluded_save_params(), "_collector", "_step_guard", "vf_optimizer", "_vf_guard"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.optimizer"], []
+        state_dicts = ["policy", "policy.optimizer"]
+        return [*state_dicts, "vf_optimizer"] if self.vf_optimizer is not None else state_dicts, []
 
     def _make_collector(self, n_envs: int) -> EpisodeCollector:
         """The collector of this algorithm's batch rule."""
@@ -408,6 +434,36 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         return policy_gradient_losses(
             batch, evaluation, ratios, self._estimator_settings(), self._predict_values, list(self.policy.parameters())
         )
+
+    def _vf_learning_rate(self) -> float:
+        """The value fit's learning rate at the current progress."""
+        rate = self.vf_learning_rate if self.vf_learning_rate is not None else self.lr_schedule
+        return float(rate(self._current_progress_remaining)) if callable(rate) else float(rate)
+
+    def _fit_value(self, observations: Observations, targets: np.ndarray) -> None:
+        """
+        ``vf_epochs`` of minibatch regression of the value head on ``targets`` (docs/maths.md §5.3), then log the fit.
+
+        :param observations: Observations of the steps to fit on.
+        :param targets: Their returns.
+        """
+        if self.vf_optimizer is None:
+            raise RuntimeError("vf_epochs > 0 needs the value optimiser: set vf_epochs before the model is built")
+        update_learning_rate(self.vf_optimizer, self._vf_learning_rate())
+        loss = fit_value_function(
+            self.policy,
+            self.vf_optimizer,
+            value_only_parameters(self.policy),
+            observations,
+            targets,
+            self.vf_epochs,
+            self.vf_batch_size,
+            self.max_grad_norm,
+            self._vf_guard,
+        )
+        fitted = self._predict_values(observations)
+        self.logger.record("train/vf_fit_loss", loss)
+        self.logger.record("train/vf_fit_explained_variance", float(explained_variance(fitted, targets)))
 
     def _gradient_step(self, losses: LossTerms, evaluation: PolicyEvaluation) -> None:
         """

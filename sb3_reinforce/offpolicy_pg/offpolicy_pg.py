@@ -16,8 +16,9 @@ from sb3_reinforce.common.collector import EpisodeCollector
 from sb3_reinforce.common.episode_replay_buffer import EpisodeReplayBuffer
 from sb3_reinforce.common.episodes import EpisodeBatch
 from sb3_reinforce.common.episodic_algorithm import EpisodicPolicyGradient
-from sb3_reinforce.common.estimator import IMPORTANCE_WEIGHTS, EstimatorSettings
+from sb3_reinforce.common.estimator import IMPORTANCE_WEIGHTS, EstimatorSettings, bootstrapped_rewards
 from sb3_reinforce.common.importance_weights import effective_sample_size, importance_ratios, truncated_fraction
+from sb3_reinforce.common.returns import discounted_returns
 from sb3_reinforce.common.validation import check_choice, check_int, check_number
 from sb3_reinforce.offpolicy_pg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
@@ -76,6 +77,15 @@ class OffPolicyPG(EpisodicPolicyGradient):
         ``Ĝ^w_t - w_t b_t`` per decision) over all steps of the batch.
     :param ent_coef: Entropy coefficient of the loss.
     :param vf_coef: Value-function coefficient of the loss (used with ``baseline="value"``).
+    :param vf_epochs: With ``baseline="value"``, fit the value head, with an optimiser of its own,
+        for this many epochs of minibatches on the episodes that **leave** the replay buffer (0: the
+        value head learns only through ``vf_coef``).  An episode still stored is never in the fit,
+        so the baseline applied to a sampled episode never depends on that episode's own returns,
+        however often it is replayed.  Needs ``vf_coef=0`` (its term would fit the head on the
+        stored episodes it is applied to).
+    :param vf_batch_size: Steps per minibatch of the value fit (None: all the evicted steps).
+    :param vf_learning_rate: Learning rate of the value fit, or a function of the remaining progress
+        (None: ``learning_rate``).
     :param max_grad_norm: Clip the gradient to this norm before each step (None: no clipping).
     :param max_episode_steps: Guard against episodes that never end: if an env without a time limit
         runs an episode past this many steps, training stops with an error.
@@ -127,6 +137,9 @@ class OffPolicyPG(EpisodicPolicyGradient):
         normalize_advantage: bool = False,
         ent_coef: float = 0.0,
         vf_coef: float = 0.5,
+        vf_epochs: int = 0,
+        vf_batch_size: int | None = None,
+        vf_learning_rate: float | Schedule | None = None,
         max_grad_norm: float | None = None,
         max_episode_steps: int = 100_000,
         use_sde: bool = False,
@@ -156,6 +169,9 @@ class OffPolicyPG(EpisodicPolicyGradient):
             normalize_advantage=normalize_advantage,
             ent_coef=ent_coef,
             vf_coef=vf_coef,
+            vf_epochs=vf_epochs,
+            vf_batch_size=vf_batch_size,
+            vf_learning_rate=vf_learning_rate,
             max_grad_norm=max_grad_norm,
             max_episode_steps=max_episode_steps,
             use_sde=use_sde,
@@ -185,6 +201,13 @@ class OffPolicyPG(EpisodicPolicyGradient):
             check_int("batch_episodes", self.batch_episodes, 1)
         check_int("buffer_size", self.buffer_size, 1)
         check_int("gradient_steps", self.gradient_steps, 1)
+        if self.vf_epochs > 0 and self.vf_coef != 0:
+            raise ValueError(
+                f"vf_coef={self.vf_coef!r} is not allowed with vf_epochs={self.vf_epochs}: it must be 0. The value "
+                "fit of OffPolicyPG uses only the episodes that left the replay buffer, so that the baseline of a "
+                "replayed episode never depends on its own returns; vf_coef's term would fit the value head on the "
+                "stored episodes themselves"
+            )
 
     def _setup_model(self) -> None:
         super()._setup_model()
@@ -235,7 +258,13 @@ class OffPolicyPG(EpisodicPolicyGradient):
 
     def _store_episodes(self, episodes: EpisodeBatch) -> None:
         assert self.replay_buffer is not None
-        self.replay_buffer.add_episodes(episodes)
+        evicted = self.replay_buffer.add_episodes(episodes, env=self._vec_normalize_env)
+        if self.vf_epochs > 0 and evicted is not None:  # never an episode that can still be sampled
+            rewards = bootstrapped_rewards(evicted, self.gamma, self._predict_values)
+            self._fit_value(
+                evicted.observations, discounted_returns(rewards, evicted.lengths, self.gamma, self.reward_to_go)
+            )
+            self.logger.record("rollout/vf_fit_episodes", evicted.n_episodes)
         self.logger.record("rollout/new_episodes", episodes.n_episodes)
         self.logger.record("rollout/new_steps", episodes.n_steps)
         self.logger.record("rollout/buffer_episodes", self.replay_buffer.n_episodes)

@@ -7,14 +7,10 @@ from typing import Any
 import numpy as np
 import torch as th
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
-from stable_baselines3.common.utils import explained_variance, update_learning_rate
 
 from sb3_reinforce.common.collector import EpisodeCollector
 from sb3_reinforce.common.episodes import EpisodeBatch
 from sb3_reinforce.common.episodic_algorithm import EpisodicPolicyGradient
-from sb3_reinforce.common.gradient_step import GuardedStep
-from sb3_reinforce.common.validation import check_int, check_number
-from sb3_reinforce.common.value_fit import fit_value_function, value_only_parameters
 from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 
@@ -125,10 +121,6 @@ class REINFORCE(EpisodicPolicyGradient):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        # Set before the base class validates the hyperparameters.
-        self.vf_epochs, self.vf_batch_size, self.vf_learning_rate = vf_epochs, vf_batch_size, vf_learning_rate
-        self.vf_optimizer: th.optim.Optimizer | None = None
-        self._vf_guard = GuardedStep()
         super().__init__(
             policy,
             env,
@@ -141,6 +133,9 @@ class REINFORCE(EpisodicPolicyGradient):
             normalize_advantage=normalize_advantage,
             ent_coef=ent_coef,
             vf_coef=vf_coef,
+            vf_epochs=vf_epochs,
+            vf_batch_size=vf_batch_size,
+            vf_learning_rate=vf_learning_rate,
             max_grad_norm=max_grad_norm,
             max_episode_steps=max_episode_steps,
             use_sde=use_sde,
@@ -155,39 +150,6 @@ class REINFORCE(EpisodicPolicyGradient):
             _init_setup_model=_init_setup_model,
         )
         self.rollout_buffer = None
-
-    def _validate_hyperparameters(self) -> None:
-        """Raise a ``ValueError`` naming the first invalid hyperparameter (the shared ones, then REINFORCE's)."""
-        super()._validate_hyperparameters()
-        check_int("vf_epochs", self.vf_epochs, 0)
-        if self.vf_epochs > 0 and self.baseline != "value":
-            raise ValueError(
-                f"vf_epochs={self.vf_epochs} is only allowed with baseline='value' (it fits the value head); "
-                f"got baseline={self.baseline!r}"
-            )
-        if self.vf_batch_size is not None:
-            check_int("vf_batch_size", self.vf_batch_size, 1, "or None (the whole batch)")
-        if not callable(self.vf_learning_rate):
-            check_number("vf_learning_rate", self.vf_learning_rate, 0.0, low_inclusive=False, allow_none=True)
-
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        if self.vf_epochs > 0:
-            self.vf_optimizer = self.policy.optimizer_class(  # type: ignore[call-arg]
-                value_only_parameters(self.policy), lr=self._vf_learning_rate(), **self.policy.optimizer_kwargs
-            )
-
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        state_dicts, variables = super()._get_torch_save_params()
-        return [*state_dicts, "vf_optimizer"] if self.vf_optimizer is not None else state_dicts, variables
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "vf_optimizer", "_vf_guard"]
-
-    def _vf_learning_rate(self) -> float:
-        """The value fit's learning rate at the current progress."""
-        rate = self.vf_learning_rate if self.vf_learning_rate is not None else self.lr_schedule
-        return float(rate(self._current_progress_remaining)) if callable(rate) else float(rate)
 
     def _make_collector(self, n_envs: int) -> EpisodeCollector:
         """
@@ -217,24 +179,4 @@ class REINFORCE(EpisodicPolicyGradient):
         self._gradient_step(losses, evaluation)
         self.logger.record("train/n_episodes", batch.n_episodes)
         if self.vf_epochs > 0:  # after the update: this batch's baseline was V before seeing it
-            self._fit_value(batch, losses.value_targets)
-
-    def _fit_value(self, batch: EpisodeBatch, targets: np.ndarray) -> None:
-        """``vf_epochs`` of minibatch regression of the value head on the batch's returns, then log the fit."""
-        if self.vf_optimizer is None:
-            raise RuntimeError("vf_epochs > 0 needs the value optimiser: set vf_epochs before the model is built")
-        update_learning_rate(self.vf_optimizer, self._vf_learning_rate())
-        loss = fit_value_function(
-            self.policy,
-            self.vf_optimizer,
-            value_only_parameters(self.policy),
-            batch.observations,
-            targets,
-            self.vf_epochs,
-            self.vf_batch_size,
-            self.max_grad_norm,
-            self._vf_guard,
-        )
-        fitted = self._predict_values(batch.observations)
-        self.logger.record("train/vf_fit_loss", loss)
-        self.logger.record("train/vf_fit_explained_variance", float(explained_variance(fitted, targets)))
+            self._fit_value(batch.observations, losses.value_targets)
