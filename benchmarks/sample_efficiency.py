@@ -157,7 +157,8 @@ class RunResult:
 
 
 #: Training statistics read from the logger at each rollout end (the last update's) and averaged
-#: between evaluations; ``clipped`` is 1 for an update whose gradient norm exceeded ``max_grad_norm``.
+#: between evaluations; ``clipped`` is 1 for an update whose gradient norm exceeded ``max_grad_norm``
+#: (NaN for SB3's algorithms, which do not log the norm).
 DIAGNOSTICS = ("entropy", "explained_variance", "grad_norm", "clipped", "ep_len_mean", "ep_rew_mean")
 
 
@@ -205,7 +206,12 @@ class EvaluateAndStop(BaseCallback):
                 entropy=-values["train/entropy_loss"],
                 explained_variance=values.get("train/explained_variance", float("nan")),
                 grad_norm=grad_norm,
-                clipped=float(max_grad_norm is not None and grad_norm > max_grad_norm),
+                # nothing is clipped without max_grad_norm; unknown when the norm is not logged (SB3's own)
+                clipped=0.0
+                if max_grad_norm is None
+                else float(grad_norm > max_grad_norm)
+                if grad_norm == grad_norm
+                else float("nan"),
                 ep_len_mean=float(np.mean([info["l"] for info in buffer])) if buffer else float("nan"),
                 ep_rew_mean=float(np.mean([info["r"] for info in buffer])) if buffer else float("nan"),
             )

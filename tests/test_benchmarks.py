@@ -68,11 +68,10 @@ def test_runs_record_both_policies_and_training_diagnostics(algo: str) -> None:
     assert steps == sorted(steps) and steps[0] == 0 and steps[-1] > 0
     later = run.diagnostics[-1]
     assert 0 < later["entropy"] <= np.log(2) + 1e-6 and later["ep_len_mean"] >= 8
-    assert later["clipped"] in (0.0, 1.0) or 0 < later["clipped"] < 1
     if algo == "reinforce":  # the grad norm is ours; PPO takes 10 epochs of minibatch steps per rollout
-        assert later["grad_norm"] > 0
+        assert later["grad_norm"] > 0 and later["clipped"] == 0.0  # REINFORCE's default: no clipping
     else:
-        assert steps[-1] > 50
+        assert steps[-1] > 50 and np.isnan(later["clipped"])  # SB3 does not log the gradient norm
     table = sample_efficiency.diagnostics_table([run], fractions=(0.5, 1.0))
     assert f"| CartPole-v1 | {algo} | 1 500 |" in table and f"| CartPole-v1 | {algo} | 3 000 |" in table
 
