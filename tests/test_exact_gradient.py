@@ -642,7 +642,7 @@ def test_teeth_value_fitted_on_its_own_batch(monkeypatch: pytest.MonkeyPatch) ->
     def fit_then_update(self: REINFORCE) -> None:
         batch = self.rollout_buffer
         assert batch is not None
-        self._fit_value(batch, discounted_returns(batch.rewards, batch.lengths, self.gamma, True))
+        self._fit_value(batch.observations, discounted_returns(batch.rewards, batch.lengths, self.gamma, True))
         update(self)
 
     monkeypatch.setattr(REINFORCE, "train", fit_then_update)
