@@ -160,19 +160,9 @@ def identities(observations: np.ndarray) -> set[tuple[int, int]]:
 def test_offpolicy_fit_never_sees_an_episode_that_can_still_be_sampled() -> None:
     """V is fitted on evicted episodes only, so a replayed episode's baseline never depends on its own returns."""
     env = DummyVecEnv([lambda i=i: CounterEnv(tag=i, max_length=9) for i in range(3)])
-    model = OffPolicyPG(
-        "MlpPolicy",
-        env,
-        n_episodes=3,
-        batch_episodes=4,
-        buffer_size=60,
-        gradient_steps=3,
-        baseline="value",
-        vf_coef=0.0,
-        vf_epochs=2,
-        vf_batch_size=16,
-        seed=0,
-    )
+    reuse = dict(n_episodes=3, batch_episodes=4, buffer_size=60, gradient_steps=3)  # episodes replayed often
+    fit = dict(baseline="value", vf_coef=0.0, vf_epochs=2, vf_batch_size=16)
+    model = OffPolicyPG("MlpPolicy", env, seed=0, **reuse, **fit)
     fitted: set[tuple[int, int]] = set()
     sampled_batches = []
     fit, sample = model._fit_value, model.replay_buffer.sample
