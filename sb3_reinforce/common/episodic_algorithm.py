@@ -453,7 +453,7 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         loss = fit_value_function(
             self.policy,
             self.vf_optimizer,
-            value_only_parameters(self.policy),
+            [p for group in self.vf_optimizer.param_groups for p in group["params"]],
             observations,
             targets,
             self.vf_epochs,

@@ -165,13 +165,35 @@ def gradient_step(
     """
     loss = total_loss(losses, ent_coef, vf_coef)
     optimizer: th.optim.Optimizer = policy.optimizer  # type: ignore[assignment]
-    parameters = list(policy.parameters())
+    return loss, backward_and_step(loss, optimizer, list(policy.parameters()), max_grad_norm, guard)
+
+
+def backward_and_step(
+    loss: th.Tensor,
+    optimizer: th.optim.Optimizer,
+    parameters: Sequence[th.nn.Parameter],
+    max_grad_norm: float | None,
+    guard: GuardedStep,
+    name: str = "gradient",
+) -> th.Tensor:
+    """
+    ``loss.backward()``, the gradient checked and clipped, then a guarded step of ``optimizer``.
+
+    :param loss: A finite scalar loss.
+    :param optimizer: The optimiser of ``parameters``.
+    :param parameters: The parameters it updates (whose gradient is checked and clipped).
+    :param max_grad_norm: Clip the gradient to this norm (None: no clipping).
+    :param guard: The step guard.
+    :param name: What the gradient is, for the error message.
+    :return: The gradient norm before clipping.
+    :raises NonFiniteLossError: The gradient or the new parameters were not finite; nothing changed.
+    """
     optimizer.zero_grad()
     loss.backward()
     if max_grad_norm is None:
         grad_norm = gradient_norm(parameters)
     else:  # clip_grad_norm_ returns the norm before clipping; it is not computed twice
         grad_norm = th.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
-    require_finite("gradient", grad_norm)
+    require_finite(name, grad_norm)
     guard.step(optimizer, parameters)
-    return loss, grad_norm
+    return grad_norm

@@ -17,7 +17,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 
 from sb3_reinforce.common.episodes import Observations
 from sb3_reinforce.common.errors import require_finite
-from sb3_reinforce.common.gradient_step import GuardedStep, gradient_norm
+from sb3_reinforce.common.gradient_step import GuardedStep, backward_and_step
 
 
 def value_only_parameters(policy: ActorCriticPolicy) -> list[th.nn.Parameter]:
@@ -84,12 +84,5 @@ def fit_value_function(
             minibatch = {k: v[index] for k, v in obs.items()} if isinstance(obs, dict) else obs[index]
             loss = th.nn.functional.mse_loss(policy.predict_values(minibatch).flatten(), goal[index])
             require_finite("value-fit loss", loss)
-            optimizer.zero_grad()
-            loss.backward()
-            if max_grad_norm is None:
-                norm = gradient_norm(parameters)
-            else:
-                norm = th.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
-            require_finite("value-fit gradient", norm)
-            guard.step(optimizer, parameters)
+            backward_and_step(loss, optimizer, parameters, max_grad_norm, guard, name="value-fit gradient")
     return float(loss.detach())
