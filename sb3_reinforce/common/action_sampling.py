@@ -7,8 +7,9 @@ computation is done directly: the logits are normalised exactly as ``Categorical
 and the action is drawn by the same ``torch.multinomial`` call on the same probabilities.  The
 actions and log-probabilities are therefore identical to
 ``policy.get_distribution(obs).get_actions()`` and ``.log_prob(actions)`` under the same torch
-random state (``tests/test_action_sampling.py``).  sb3-contrib's maskable categorical head gets the
-same treatment with the invalid logits replaced exactly as ``MaskableCategorical`` replaces them.
+random state (``tests/test_action_sampling.py``).  The maskable categorical head of
+:mod:`~sb3_reinforce.common.maskable_policies` gets the same treatment, the invalid raw logits
+replaced first, exactly as its distribution replaces them.
 Every other distribution, and any policy class that overrides how the distribution is built, goes
 through the policy's ``get_distribution``.
 """
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch as th
-from sb3_contrib.common.maskable.distributions import MaskableCategoricalDistribution
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+
+from sb3_reinforce.common.maskable_policies import RawMaskedCategoricalDistribution
 
 #: The value sb3-contrib's ``MaskableCategorical`` gives the logits of invalid actions.
 INVALID_LOGIT = -1e8
@@ -28,7 +30,7 @@ INVALID_LOGIT = -1e8
 #: Policy classes with a categorical head whose logits :func:`sample_actions` computes directly.
 _FAST_PATHS: tuple[tuple[type[BasePolicy], type], ...] = (
     (ActorCriticPolicy, CategoricalDistribution),
-    (MaskableActorCriticPolicy, MaskableCategoricalDistribution),
+    (MaskableActorCriticPolicy, RawMaskedCategoricalDistribution),
 )
 
 
@@ -75,12 +77,11 @@ def sample_actions(
             # when share_features_extractor=False).
             features = BasePolicy.extract_features(policy, observations, policy.pi_features_extractor)  # type: ignore[arg-type]
             logits = policy.action_net(policy.mlp_extractor.forward_actor(features))  # type: ignore[operator, union-attr]
+            if action_masks is not None:  # RawMaskedCategorical: the invalid raw logits are replaced
+                valid = th.as_tensor(action_masks, dtype=th.bool, device=logits.device).reshape(logits.shape)
+                logits = th.where(valid, logits, th.tensor(INVALID_LOGIT, dtype=logits.dtype, device=logits.device))
             # Categorical(logits=...) keeps logits - logsumexp and samples multinomial(softmax(that)).
             normalized = logits - logits.logsumexp(dim=-1, keepdim=True)
-            if action_masks is not None:  # MaskableCategorical: invalid logits replaced, normalised again
-                valid = th.as_tensor(action_masks, dtype=th.bool, device=logits.device).reshape(logits.shape)
-                masked = th.where(valid, normalized, th.tensor(INVALID_LOGIT, dtype=logits.dtype, device=logits.device))
-                normalized = masked - masked.logsumexp(dim=-1, keepdim=True)
             actions = th.multinomial(th.softmax(normalized, dim=-1), 1, True).squeeze(-1)
             return actions, normalized.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         if action_masks is None:

@@ -17,11 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 from gymnasium import spaces
-from sb3_contrib.common.maskable.policies import (
-    MaskableActorCriticCnnPolicy,
-    MaskableActorCriticPolicy,
-    MaskableMultiInputActorCriticPolicy,
-)
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
 from stable_baselines3.common.policies import (
     ActorCriticCnnPolicy,
@@ -30,6 +26,8 @@ from stable_baselines3.common.policies import (
     MultiInputActorCriticPolicy,
 )
 from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_reinforce.common.maskable_policies import MaskableCnnPolicy, MaskableMlpPolicy, MaskableMultiInputPolicy
 
 __all__ = [
     "MASKABLE_ACTION_SPACES",
@@ -43,11 +41,12 @@ __all__ = [
 #: Action spaces whose distributions sb3-contrib can mask.
 MASKABLE_ACTION_SPACES: tuple[type[spaces.Space], ...] = (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 
-#: The maskable counterpart of each of SB3's actor-critic policies (sb3-contrib's ``MaskablePPO`` policies).
+#: The maskable counterpart of each of SB3's actor-critic policies (sb3-contrib's ``MaskablePPO`` policies,
+#: masking the raw logits: see :mod:`~sb3_reinforce.common.maskable_policies`).
 MASKABLE_COUNTERPARTS: dict[type[BasePolicy], type[BasePolicy]] = {
-    ActorCriticPolicy: MaskableActorCriticPolicy,
-    ActorCriticCnnPolicy: MaskableActorCriticCnnPolicy,
-    MultiInputActorCriticPolicy: MaskableMultiInputActorCriticPolicy,
+    ActorCriticPolicy: MaskableMlpPolicy,
+    ActorCriticCnnPolicy: MaskableCnnPolicy,
+    MultiInputActorCriticPolicy: MaskableMultiInputPolicy,
 }
 
 
@@ -130,8 +129,8 @@ def masked_policy_class(policy_class: type[BasePolicy]) -> type[BasePolicy]:
     The policy class to use when the env has action masks.
 
     SB3's actor-critic policies (what ``"MlpPolicy"``, ``"CnnPolicy"`` and ``"MultiInputPolicy"`` name)
-    become their sb3-contrib maskable counterparts, the policies of ``MaskablePPO``; a maskable class
-    is kept.
+    become their maskable counterparts, sb3-contrib's ``MaskablePPO`` policies masking the raw logits;
+    a maskable class is kept.
 
     :param policy_class: The policy class the model was given.
     :return: A class whose distribution applies masks.

@@ -6,6 +6,17 @@ never trained.
 
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
 
+from sb3_reinforce.common.maskable_policies import MaskableCnnPolicy, MaskableMlpPolicy, MaskableMultiInputPolicy
+
 MlpPolicy = ActorCriticPolicy
 CnnPolicy = ActorCriticCnnPolicy
 MultiInputPolicy = MultiInputActorCriticPolicy
+
+__all__ = [
+    "CnnPolicy",
+    "MaskableCnnPolicy",
+    "MaskableMlpPolicy",
+    "MaskableMultiInputPolicy",
+    "MlpPolicy",
+    "MultiInputPolicy",
+]
