@@ -1,5 +1,7 @@
 """Invalid-action masking: an env with action_masks() is detected, and no invalid action is ever taken."""
 
+import os
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -40,7 +42,7 @@ def mask_fn(env: gym.Env) -> np.ndarray:
 env = make_vec_env(PickAFreeSlot, n_envs=4, wrapper_class=ActionMasker, wrapper_kwargs={"action_mask_fn": mask_fn})
 model = REINFORCE("MlpPolicy", env, n_episodes=8, gamma=0.9, seed=0)
 print(type(model.policy).__name__)  # MaskableMlpPolicy: "MlpPolicy" became its maskable counterpart
-model.learn(2_000)
+model.learn(int(os.environ.get("SB3_REINFORCE_EXAMPLE_STEPS", 2_000)))  # the tests shorten it
 
 # sb3-contrib's evaluation reads the masks and passes them to predict(obs, action_masks=...).
 mean_return, std_return = evaluate_policy(model, env, n_eval_episodes=8)
