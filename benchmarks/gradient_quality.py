@@ -9,7 +9,9 @@ episodes, always from the same parameters.  Per estimator, over ``draws`` draws:
 relative standard error) and ``rel_rmse`` (both together).  Two studies:
 
 - ``baselines``: REINFORCE on-policy, ``gamma = 1``, every baseline (``value`` with a fixed,
-  deliberately imperfect value head ``0.8 V + 0.1``), with reward-to-go and with the whole return;
+  deliberately imperfect value head ``0.8 V + 0.1``; ``optimal`` is ``optimal_constant`` under its
+  short name), with reward-to-go and with the whole return.  Every baseline of one returns setting
+  sees the same batches (one seed), so the comparison between baselines is paired;
 - ``offpolicy``: OffPolicyPG (mean baseline, one gradient step on a fresh buffer) on episodes drawn
   by behaviour parameters a fraction ``distance`` of the way from the target to another random
   policy, for each importance-weight mode and truncation, and with no weights at all.
@@ -45,7 +47,12 @@ Params = tuple[np.ndarray, np.ndarray]
 #: The tabular softmax policy: no hidden layers; SGD so that the update is ``lr * estimate``.
 POLICY_KWARGS: dict[str, Any] = dict(net_arch=dict(pi=[], vf=[]), optimizer_class=th.optim.SGD)
 
-BASELINES = ("none", "mean", "optimal", "value")
+BASELINES = ("none", "mean", "optimal", "optimal_constant", "optimal_time", "optimal_coordinate", "value")
+#: Seeds of the baselines study: one per returns setting, shared by every baseline (common random
+#: numbers: each baseline is applied to the same batches, so their differences are not sampling luck).
+BASELINE_SEED_OFFSETS = {True: 1, False: 5}
+#: The off-policy study's first seed offset (as when each of the 8 baselines runs had its own seed).
+OFFPOLICY_SEED_OFFSET = 8
 #: (importance_weights, truncation) pairs of the off-policy study.
 OFFPOLICY_ESTIMATORS: tuple[tuple[str, float | None], ...] = (
     ("per_decision", None),
@@ -215,24 +222,23 @@ def run(
             flush=True,
         )
 
-    run_seed = seed
     if "baselines" in studies:
         for reward_to_go in (True, False):
             for baseline in BASELINES:
-                run_seed += 1
                 samples = draw_updates(
                     mdp,
                     "reinforce",
                     target,
                     target,
                     draws,
-                    run_seed,
+                    seed + BASELINE_SEED_OFFSETS[reward_to_go],
                     n_episodes=n_episodes,
                     baseline=baseline,
                     reward_to_go=reward_to_go,
                 )
                 returns = "reward-to-go" if reward_to_go else "whole return"
                 record("baselines", f"{returns}, baseline={baseline}", 0.0, samples)
+    run_seed = seed + OFFPOLICY_SEED_OFFSET
     if "offpolicy" in studies:
         for distance in distances or DISTANCES:
             behaviour = behaviour_params(mdp, target, distance)

@@ -92,8 +92,9 @@ def sample_reinforce_params(
     """
     Sample ``REINFORCE`` hyperparameters (rl-zoo3 sampler signature).
 
-    Searched: learning rate, episodes per update (2 to 32), discount, baseline (with the value
-    baseline, the epochs, minibatch size and learning rate of its fit, ``vf_epochs`` 0 to 20),
+    Searched: learning rate, episodes per update (2 to 32), discount, baseline (``"optimal"`` stands
+    for ``"optimal_constant"``, so that one is not listed twice; with the value baseline, the epochs,
+    minibatch size and learning rate of its fit, ``vf_epochs`` 0 to 20),
     advantage normalisation, entropy coefficient, gradient clipping, network size and activation.
     Reward-to-go stays on (it only lowers the variance).
 
@@ -105,7 +106,9 @@ def sample_reinforce_params(
     """
     sampled = {
         "n_episodes_pow": trial.suggest_int("n_episodes_pow", 1, 5),
-        "baseline": trial.suggest_categorical("baseline", ["none", "mean", "optimal", "value"]),
+        "baseline": trial.suggest_categorical(
+            "baseline", ["none", "mean", "optimal", "optimal_time", "optimal_coordinate", "value"]
+        ),
         **_sample_common(trial),
     }
     if sampled["baseline"] == "value":  # the fit exists only for the value baseline
