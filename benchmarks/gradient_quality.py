@@ -304,16 +304,20 @@ def plot(rows: Sequence[Row], path: Path) -> None:
 
     baselines = [r for r in rows if r.study == "baselines"]
     offpolicy = [r for r in rows if r.study == "offpolicy"]
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw=dict(width_ratios=[1.3, 3]))
+    figure, axes = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw=dict(width_ratios=[1.6, 3]))
     if baselines:
-        labels = [
-            r.estimator.replace("reward-to-go", "rtg").replace("whole return", "R").replace("baseline=", "")
-            for r in baselines
-        ]
-        axes[0].bar(labels, [r.rel_se for r in baselines])
-        axes[0].tick_params(axis="x", labelrotation=45, labelsize=8)
+        names = list(dict.fromkeys(r.estimator.split("baseline=")[1] for r in baselines))
+        x = np.arange(len(names))
+        for i, returns in enumerate(("reward-to-go", "whole return")):
+            by_name = {
+                r.estimator.split("baseline=")[1]: r.rel_se for r in baselines if r.estimator.startswith(returns)
+            }
+            heights = [by_name.get(name, np.nan) for name in names]
+            axes[0].bar(x + (i - 0.5) * 0.4, heights, 0.4, label=returns)
+        axes[0].set_xticks(x, names, rotation=35, ha="right", fontsize=8)
         axes[0].set_title(f"REINFORCE, {baselines[0].n_episodes} episodes: relative s.e.", fontsize=9)
         axes[0].set_ylabel("relative standard error of one estimate")
+        axes[0].legend(fontsize=8)
     if offpolicy:
         names = list(dict.fromkeys(r.estimator for r in offpolicy))
         distances = sorted({r.distance for r in offpolicy})
