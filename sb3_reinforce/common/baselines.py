@@ -178,8 +178,13 @@ def _pad_rows(rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return padded
 
 
+#: Bound on ``chunk_size * M`` in :func:`per_step_scores`: the batched backward pass holds that many
+#: rows of every intermediate gradient at once.
+SCORE_ROWS_PER_PASS = 2**19
+
+
 def per_step_scores(
-    log_prob: th.Tensor, parameters: Sequence[th.nn.Parameter], chunk_size: int = 256
+    log_prob: th.Tensor, parameters: Sequence[th.nn.Parameter], chunk_size: int | None = None
 ) -> tuple[th.Tensor, list[th.nn.Parameter]]:
     """
     The score of every step, ``g_t = grad_theta log pi(a_t|s_t)``, as the rows of an ``(M, P)`` matrix.
@@ -192,11 +197,15 @@ def per_step_scores(
 
     :param log_prob: ``log pi(a_t|s_t)`` with its autograd graph, shape ``(M,)``.
     :param parameters: The parameters ``theta``; those ``log_prob`` does not depend on are dropped.
-    :param chunk_size: Steps per batched backward pass (memory: ``chunk_size`` copies of the graph's gradients).
+    :param chunk_size: Steps per batched backward pass, each holding ``chunk_size`` copies of the
+        batch's intermediate gradients (None: 256, fewer when ``256 * M`` exceeds
+        :data:`SCORE_ROWS_PER_PASS`).
     :return: The scores (float64, on ``log_prob``'s device) and the parameters of their columns, in order.
     """
     params = [p for p in parameters if p.requires_grad]
     n_steps = log_prob.shape[0]
+    if chunk_size is None:
+        chunk_size = max(1, min(256, SCORE_ROWS_PER_PASS // max(n_steps, 1)))
     blocks: list[th.Tensor] = []
     used: list[th.nn.Parameter] = []
     for start in range(0, n_steps, chunk_size):
