@@ -291,3 +291,30 @@ def test_constructor_validation(baseline):
     REINFORCE("MlpPolicy", "CartPole-v1", n_episodes=2, baseline=baseline)
     with pytest.raises(ValueError, match="'optimal_time', 'optimal_coordinate'"):
         REINFORCE("MlpPolicy", "CartPole-v1", baseline="optimal_per_step")
+
+
+# ----------------------------------------------------------------------------- the benchmark's simulation
+
+
+@pytest.mark.parametrize("reward_to_go", [True, False])
+def test_forms_simulation_matches_the_library(reward_to_go):
+    """The numpy simulation behind docs/maths.md §5.4's figures computes the library's diagonal baselines."""
+    from benchmarks.gradient_quality import form_updates, returns_of, simulate_scores
+    from benchmarks.tabular_mdp import random_length_mdp, random_policy_params
+    from sb3_reinforce.common.episodes import episode_index, time_index
+
+    mdp = random_length_mdp()
+    scores, rewards = simulate_scores(mdp, random_policy_params(mdp), 6, np.random.default_rng(0), max_steps=30)
+    alive = np.abs(scores).sum(axis=2) > 0
+    lengths = alive.sum(axis=1)
+    flat_scores = scores[episode_index(lengths), time_index(lengths)]
+    returns = returns_of(rewards, reward_to_go)[episode_index(lengths), time_index(lengths)]
+    ones = np.ones(len(returns))
+    simulated = form_updates(scores, rewards, reward_to_go, None, exact=False)
+    for kind in KINDS:
+        baseline = library(kind, flat_scores, ones, returns, lengths, reward_to_go)
+        if baseline.ndim == 1:
+            baseline = baseline[:, None]
+        per_step = flat_scores * (returns[:, None] - baseline)
+        update = np.add.reduceat(per_step, np.cumsum(lengths) - lengths, axis=0).mean(axis=0)
+        np.testing.assert_allclose(simulated[kind], update, rtol=1e-9, atol=1e-12, err_msg=kind)
