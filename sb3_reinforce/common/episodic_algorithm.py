@@ -108,9 +108,23 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         "MultiInputPolicy": MultiInputActorCriticPolicy,
     }
     #: Baselines this class accepts.
-    allowed_baselines: ClassVar[tuple[str, ...]] = ("none", "mean", "optimal", "value")
+    allowed_baselines: ClassVar[tuple[str, ...]] = (
+        "none",
+        "mean",
+        "optimal",
+        "optimal_constant",
+        "optimal_time",
+        "optimal_coordinate",
+        "value",
+    )
     #: Baselines that compare an episode with the other episodes of its batch (need ``n_episodes >= 2``).
-    leave_one_out_baselines: ClassVar[tuple[str, ...]] = ("mean", "optimal")
+    leave_one_out_baselines: ClassVar[tuple[str, ...]] = (
+        "mean",
+        "optimal",
+        "optimal_constant",
+        "optimal_time",
+        "optimal_coordinate",
+    )
 
     policy: ActorCriticPolicy
     #: Whether the model applies the env's action masks (docs/masking.md): set when the env it is
