@@ -318,3 +318,26 @@ def test_forms_simulation_matches_the_library(reward_to_go):
         per_step = flat_scores * (returns[:, None] - baseline)
         update = np.add.reduceat(per_step, np.cumsum(lengths) - lengths, axis=0).mean(axis=0)
         np.testing.assert_allclose(simulated[kind], update, rtol=1e-9, atol=1e-12, err_msg=kind)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["plain", "masked"])
+@pytest.mark.parametrize("chunk_size", [None, 5])
+def test_per_step_scores_chunk_by_chunk_equal_the_whole_graph(masked, chunk_size):
+    """The model's evaluation recomputes chunks of steps on their own: the same scores, linear time."""
+    from benchmarks.tabular_mdp import MaskedTabularEnv, TabularEnv, masked_mdp
+    from sb3_reinforce import REINFORCE
+
+    env = MaskedTabularEnv(masked_mdp()) if masked else TabularEnv(masked_mdp())
+    model = REINFORCE("MlpPolicy", env, n_episodes=12, seed=0, policy_kwargs=dict(net_arch=[8]))
+    model.learn(1)
+    batch = model.rollout_buffer
+    assert (batch.action_masks is not None) == masked and batch.n_steps > 12
+    evaluation = model._evaluate_episodes(batch)
+    assert evaluation.step_log_prob is not None
+    params = list(model.policy.parameters())
+    whole, used = per_step_scores(evaluation.log_prob, params, chunk_size=chunk_size)
+    chunked, used_chunked = per_step_scores(
+        evaluation.log_prob, params, chunk_size=chunk_size, step_log_prob=evaluation.step_log_prob
+    )
+    assert [id(p) for p in used] == [id(p) for p in used_chunked]
+    np.testing.assert_allclose(chunked.numpy(), whole.numpy(), rtol=1e-6, atol=1e-7)

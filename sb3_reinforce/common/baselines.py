@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch as th
@@ -183,40 +183,59 @@ def _pad_rows(rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 SCORE_ROWS_PER_PASS = 2**19
 
 
+#: Steps per chunk when :func:`per_step_scores` re-evaluates the steps chunk by chunk.
+SCORE_CHUNK_STEPS = 128
+
+
 def per_step_scores(
-    log_prob: th.Tensor, parameters: Sequence[th.nn.Parameter], chunk_size: int | None = None
+    log_prob: th.Tensor,
+    parameters: Sequence[th.nn.Parameter],
+    chunk_size: int | None = None,
+    step_log_prob: Callable[[np.ndarray], th.Tensor] | None = None,
 ) -> tuple[th.Tensor, list[th.nn.Parameter]]:
     """
     The score of every step, ``g_t = grad_theta log pi(a_t|s_t)``, as the rows of an ``(M, P)`` matrix.
 
-    Each row is the gradient of one entry of ``log_prob``: torch's batched backward
-    (``is_grads_batched``) runs ``chunk_size`` backward passes at a time through the graph of the
-    whole batch, which is kept for the policy-gradient backward pass that follows.  This is exact
-    for any policy (a recurrent one too), and costs about one backward pass of the batch per step:
-    the time grows with the square of the batch's steps (docs/choosing.md).
+    Each row is the gradient of one entry of ``log_prob``, by torch's batched backward
+    (``is_grads_batched``), ``chunk_size`` rows at a time.  Two ways:
+
+    - ``step_log_prob`` given (a policy whose steps are independent given their observations, as
+      every feed-forward policy): each chunk of steps is evaluated again on its own, and the
+      backward passes run through that chunk's small graph.  The time grows linearly with the
+      batch's steps.
+    - otherwise (e.g. a recurrent policy), through the graph of the whole batch, kept for the
+      policy-gradient backward pass that follows: exact for any policy, but each row costs a
+      backward pass of the whole batch, so the time grows with the square of its steps.
 
     :param log_prob: ``log pi(a_t|s_t)`` with its autograd graph, shape ``(M,)``.
     :param parameters: The parameters ``theta``; those ``log_prob`` does not depend on are dropped.
-    :param chunk_size: Steps per batched backward pass, each holding ``chunk_size`` copies of the
-        batch's intermediate gradients (None: 256, fewer when ``256 * M`` exceeds
-        :data:`SCORE_ROWS_PER_PASS`).
+    :param chunk_size: Steps per batched backward pass (None: :data:`SCORE_CHUNK_STEPS` with
+        ``step_log_prob``; otherwise 256, fewer when ``256 * M`` exceeds :data:`SCORE_ROWS_PER_PASS`).
+    :param step_log_prob: Recomputes ``log pi(a_t|s_t)``, with a graph of its own, for the steps of
+        the given flat indices (None: use the whole batch's graph).
     :return: The scores (float64, on ``log_prob``'s device) and the parameters of their columns, in order.
     """
     params = [p for p in parameters if p.requires_grad]
     n_steps = log_prob.shape[0]
     if chunk_size is None:
-        chunk_size = max(1, min(256, SCORE_ROWS_PER_PASS // max(n_steps, 1)))
+        whole = max(1, min(256, SCORE_ROWS_PER_PASS // max(n_steps, 1)))
+        chunk_size = SCORE_CHUNK_STEPS if step_log_prob is not None else whole
     blocks: list[th.Tensor] = []
     used: list[th.nn.Parameter] = []
     for start in range(0, n_steps, chunk_size):
-        rows = th.arange(start, min(n_steps, start + chunk_size), device=log_prob.device)
-        selector = th.zeros(len(rows), n_steps, dtype=log_prob.dtype, device=log_prob.device)
-        selector[th.arange(len(rows), device=log_prob.device), rows] = 1.0
+        stop = min(n_steps, start + chunk_size)
+        if step_log_prob is not None:  # the chunk's own graph: one row per output
+            outputs = step_log_prob(np.arange(start, stop))
+            selector = th.eye(stop - start, dtype=outputs.dtype, device=outputs.device)
+        else:
+            outputs = log_prob
+            selector = th.zeros(stop - start, n_steps, dtype=log_prob.dtype, device=log_prob.device)
+            selector[:, start:stop] = th.eye(stop - start, dtype=log_prob.dtype, device=log_prob.device)
         grads = th.autograd.grad(
-            log_prob, params, grad_outputs=selector, is_grads_batched=True, retain_graph=True, allow_unused=True
+            outputs, params, grad_outputs=selector, is_grads_batched=True, retain_graph=True, allow_unused=True
         )
         used = [p for p, g in zip(params, grads) if g is not None]
-        blocks.append(th.cat([g.reshape(len(rows), -1).double() for g in grads if g is not None], dim=1))
+        blocks.append(th.cat([g.reshape(stop - start, -1).double() for g in grads if g is not None], dim=1))
     if not blocks:
         return th.zeros(0, 0, dtype=th.float64, device=log_prob.device), []
     return th.cat(blocks), used

@@ -74,11 +74,16 @@ class PolicyEvaluation:
     :param values: ``V(s_t)``, shape ``(M,)``.
     :param log_prob: ``log pi(a_t|s_t)``, shape ``(M,)``.
     :param entropy: Entropy of ``pi(.|s_t)``, shape ``(M,)``, or None when it has no closed form.
+    :param step_log_prob: Recomputes ``log pi(a_t|s_t)`` with a graph of its own for the steps of the
+        given flat indices, for a policy whose steps are independent given their observations (None:
+        not available, e.g. a recurrent policy); it makes the per-step scores of the optimal
+        baselines linear in the batch's length.
     """
 
     values: th.Tensor
     log_prob: th.Tensor
     entropy: th.Tensor | None
+    step_log_prob: Callable[[np.ndarray], th.Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,9 @@ def policy_gradient_losses(
 
     step_weights = discount_weights(lengths, gamma, settings.unbiased_discount, reward_to_go)
     scores, score_parameters = (
-        per_step_scores(evaluation.log_prob, parameters) if settings.baseline in OPTIMAL_BASELINES else (None, [])
+        per_step_scores(evaluation.log_prob, parameters, step_log_prob=evaluation.step_log_prob)
+        if settings.baseline in OPTIMAL_BASELINES
+        else (None, [])
     )
     baselines = compute_baseline(
         settings.baseline, returns, lengths, reward_to_go, evaluation.values, step_weights, scores
