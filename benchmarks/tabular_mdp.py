@@ -8,12 +8,17 @@ mean rewards ``R`` (S, A).  The environment observes the one-hot encoding of the
 
     pi(a|s) = softmax(W[:, s] + b)_a      W = action_net.weight (A, S), b = action_net.bias (A,)
 
-Two instances:
+With an action mask ``valid`` (S, A), the policy is the softmax over the valid actions only (an
+invalid action's logit is replaced by ``-inf``), as sb3-contrib's maskable distributions make it.
+
+Three instances:
 
 - :func:`fixed_horizon_mdp`: time is part of the state (index ``t * S0 + s``), every episode
   terminates after exactly ``H`` steps, rewards depend on ``(t, s, a)``.
 - :func:`random_length_mdp`: no time in the state; each step terminates with a probability that
   depends strongly on the action, so episode lengths vary and depend on the policy.
+- :func:`masked_mdp`: random lengths, 3 actions, and in two of the three states one action is
+  invalid (:class:`MaskedTabularEnv` exposes ``action_masks()`` and raises on an invalid action).
 
 Exact quantities (float64 torch, differentiable), with ``P_pi``/``r_pi`` the policy's transition
 matrix/expected reward and ``rho = init``:
@@ -72,6 +77,7 @@ class TabularMDP:
     :param rewards: Mean reward ``R[s, a]``, shape ``(S, A)``.
     :param reward_noise: Standard deviation of the Gaussian noise added to every reward.
     :param name: Short name, used in test ids.
+    :param valid: Which actions are allowed in each state, boolean, shape ``(S, A)`` (None: all).
     """
 
     init: np.ndarray
@@ -79,6 +85,7 @@ class TabularMDP:
     rewards: np.ndarray
     reward_noise: float
     name: str
+    valid: Optional[np.ndarray] = None
 
     @property
     def n_states(self) -> int:
@@ -106,10 +113,12 @@ class TabularMDP:
             th.tensor(self.rewards, dtype=f64),
         )
 
-    @staticmethod
-    def policy(weight: th.Tensor, bias: th.Tensor) -> th.Tensor:
-        """``pi[s, a]`` of the tabular softmax policy, shape ``(S, A)``."""
-        return th.softmax(weight.T + bias, dim=-1)
+    def policy(self, weight: th.Tensor, bias: th.Tensor) -> th.Tensor:
+        """``pi[s, a]`` of the tabular softmax policy over the valid actions, shape ``(S, A)``."""
+        logits = weight.T + bias
+        if self.valid is not None:
+            logits = logits.masked_fill(~th.as_tensor(self.valid), -th.inf)
+        return th.softmax(logits, dim=-1)
 
     def values(self, weight: th.Tensor, bias: th.Tensor, gamma: float) -> tuple[th.Tensor, th.Tensor]:
         """``(V_gamma (S,), Q_gamma (S, A))`` of the policy, differentiable in ``(weight, bias)``."""
@@ -246,6 +255,28 @@ def random_length_mdp() -> TabularMDP:
     return TabularMDP(init, transitions, rewards, reward_noise=0.3, name="random_length")
 
 
+def masked_mdp() -> TabularMDP:
+    """
+    3 states, 3 actions, random lengths; action 2 is invalid in state 0 and action 0 in state 2.
+
+    Each invalid action is the one that would pay most there, so a policy that ignored the mask
+    would be pulled towards it: the masked gradient differs from the unmasked one in every state.
+    """
+    init = np.array([0.5, 0.3, 0.2])
+    termination = np.array([[0.2, 0.55, 0.3], [0.15, 0.5, 0.35], [0.3, 0.2, 0.5]])
+    moves = np.array(
+        [
+            [[0.2, 0.5, 0.3], [0.1, 0.1, 0.8], [0.4, 0.4, 0.2]],
+            [[0.5, 0.2, 0.3], [0.3, 0.6, 0.1], [0.2, 0.2, 0.6]],
+            [[0.3, 0.3, 0.4], [0.7, 0.2, 0.1], [0.1, 0.6, 0.3]],
+        ]
+    )
+    transitions = moves * (1.0 - termination)[:, :, None]
+    rewards = np.array([[1.0, -0.5, 3.0], [-0.8, 1.5, 0.3], [4.0, 0.4, 2.0]])
+    valid = np.array([[True, True, False], [True, True, True], [False, True, True]])
+    return TabularMDP(init, transitions, rewards, reward_noise=0.3, name="masked", valid=valid)
+
+
 def random_policy_params(mdp: TabularMDP, seed: int = 7, scale: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
     """A fixed non-trivial ``(W (A, S), b (A,))`` as float32-representable float64 arrays."""
     rng = np.random.default_rng(seed)
@@ -297,6 +328,30 @@ class TabularEnv(gym.Env[np.ndarray, np.int64]):
         nxt = int(np.searchsorted(self._outcome_cdf[s, a], self.np_random.random(), side="right"))
         self._state = nxt
         return self._obs(nxt), reward, nxt == self._terminal, False, {}
+
+
+class MaskedTabularEnv(TabularEnv):
+    """
+    :class:`TabularEnv` of an MDP with an action mask: ``action_masks()`` gives the valid actions of
+    the current state (sb3-contrib's convention), and an invalid action raises ``ValueError``.
+    """
+
+    def __init__(self, mdp: TabularMDP) -> None:
+        if mdp.valid is None:
+            raise ValueError(f"the MDP {mdp.name!r} has no action mask")
+        super().__init__(mdp)
+        self._valid = np.asarray(mdp.valid, dtype=bool)
+
+    def action_masks(self) -> np.ndarray:
+        """Which actions are allowed in the current state (all of them once the episode has ended), shape ``(A,)``."""
+        if self._state == self._terminal:
+            return np.ones(self.mdp.n_actions, dtype=bool)
+        return self._valid[self._state].copy()
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if not self._valid[self._state, int(action)]:
+            raise ValueError(f"invalid action {int(action)} in state {self._state}")
+        return super().step(action)
 
 
 # --------------------------------------------------------------------------------------------

@@ -111,8 +111,8 @@ def test_states_not_reset_at_episode_starts_would_be_caught(monkeypatch: pytest.
     """Teeth of the test above: a collection that never resets the states records other log-probabilities."""
     sample = recurrent.HiddenStates.sample
 
-    def never_reset(self: Any, policy: Any, observations: Any, episode_starts: np.ndarray) -> Any:
-        return sample(self, policy, observations, np.zeros_like(episode_starts))
+    def never_reset(self: Any, policy: Any, observations: Any, episode_starts: np.ndarray, masks: Any = None) -> Any:
+        return sample(self, policy, observations, np.zeros_like(episode_starts), masks)
 
     monkeypatch.setattr(recurrent.HiddenStates, "sample", never_reset)
     model = REINFORCE("MlpLstmPolicy", short_cartpole(3), policy_kwargs=FROZEN, n_episodes=5, seed=1)

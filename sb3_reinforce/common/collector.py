@@ -1,10 +1,11 @@
 """Stepping a VecEnv with the policy and handing over finished episodes (docs/maths.md §2).
 
 :class:`EpisodeCollector` is the one place where per-step data is recorded.  Every vector step
-appends one row per field (observations, actions, rewards, behaviour log-probabilities) for all
-envs at once; an episode is a run of rows of one env's column, from the row where it started to
-the row where it ended.  When a collection ends, the finished episodes are gathered from the
-stacked record with one fancy-indexing operation per field into an :class:`EpisodeBatch`.
+appends one row per field (observations, actions, rewards, behaviour log-probabilities, and the
+action masks when the env has them) for all envs at once; an episode is a run of rows of one
+env's column, from the row where it started to the row where it ended.  When a collection ends,
+the finished episodes are gathered from the stacked record with one fancy-indexing operation per
+field into an :class:`EpisodeBatch`.
 
 Two batch rules ask it for episodes:
 
@@ -32,6 +33,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from sb3_reinforce.common.action_sampling import sample_actions
 from sb3_reinforce.common.episodes import EpisodeBatch, Observations, take_steps, time_index
 from sb3_reinforce.common.errors import EpisodeTooLongError
+from sb3_reinforce.common.masking import env_action_masks
 from sb3_reinforce.common.recurrent import HiddenStates, is_recurrent
 
 if TYPE_CHECKING:
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
 
 #: The per-step fields every collection records, in the layout of :class:`EpisodeBatch`.
 STEP_FIELDS = ("observations", "actions", "rewards", "log_probs")
+#: The per-step field recorded when the env has action masks (docs/masking.md).
+MASK_FIELD = "action_masks"
 
 
 def stack_steps(steps: Sequence[Observations]) -> Observations:
@@ -111,15 +115,26 @@ class EpisodeCollector:
         ``VecNormalize`` wrapper normalised them (OffPolicyPG normalises them again when it samples).
     :param capacity: Stop with an error as soon as a recorded episode has more steps than this
         (OffPolicyPG: the replay buffer's size); None: no limit.
+    :param mask_size: Entries of the env's action masks, which are then read before every step,
+        applied to the sampling and recorded (docs/masking.md); None: the env has no masks.
     """
 
-    def __init__(self, n_envs: int, fresh_start: bool, record_original: bool = False, capacity: int | None = None):
+    def __init__(
+        self,
+        n_envs: int,
+        fresh_start: bool,
+        record_original: bool = False,
+        capacity: int | None = None,
+        mask_size: int | None = None,
+    ):
         self.n_envs = n_envs
         self.fresh_start = fresh_start
         self.record_original = record_original
         self.capacity = capacity
+        self.mask_size = mask_size
+        fields = STEP_FIELDS if mask_size is None else (*STEP_FIELDS, MASK_FIELD)
         #: One list of per-step rows per field; row ``k`` holds the ``k``-th step of every env.
-        self._rows: dict[str, list[Any]] = {name: [] for name in STEP_FIELDS}
+        self._rows: dict[str, list[Any]] = {name: [] for name in fields}
         #: Row where each env's current episode started, or -1 when that episode is not recorded.
         self._start = np.full(n_envs, -1, dtype=np.int64)
         #: Steps taken so far in each env's current episode (recorded or not).
@@ -285,7 +300,8 @@ class EpisodeCollector:
         if model.use_sde and model.sde_sample_freq > 0 and steps > 0 and steps % model.sde_sample_freq == 0:
             model.policy.reset_noise(env.num_envs)
         self._collection_steps += 1
-        action_tensor, log_prob_tensor = self._sample(model, obs_as_tensor(observations, model.device))
+        masks = None if self.mask_size is None else env_action_masks(env, self.mask_size)
+        action_tensor, log_prob_tensor = self._sample(model, obs_as_tensor(observations, model.device), masks)
         actions = action_tensor.cpu().numpy()
         log_probs = log_prob_tensor.cpu().numpy()
         new_obs, rewards, dones, infos = env.step(env_actions(model, actions))
@@ -306,10 +322,12 @@ class EpisodeCollector:
         rows["actions"].append(actions)
         rows["rewards"].append(rewards)
         rows["log_probs"].append(log_probs)
+        if masks is not None:
+            rows[MASK_FIELD].append(masks)
         return dones, infos, new_obs  # type: ignore[return-value]
 
     def _sample(
-        self, model: EpisodicPolicyGradient, observations: th.Tensor | dict[str, th.Tensor]
+        self, model: EpisodicPolicyGradient, observations: th.Tensor | dict[str, th.Tensor], masks: np.ndarray | None
     ) -> tuple[th.Tensor, th.Tensor]:
         """
         Actions and log-probabilities for every env; a recurrent policy also advances its hidden states.
@@ -319,13 +337,14 @@ class EpisodeCollector:
 
         :param model: The model (its policy).
         :param observations: The envs' observations, as tensors.
+        :param masks: The envs' action masks (None: no masking).
         :return: ``(actions, log_probs)``.
         """
         if not is_recurrent(model.policy):
-            return sample_actions(model.policy, observations)
+            return sample_actions(model.policy, observations, action_masks=masks)
         if self._hidden_states is None:
             self._hidden_states = HiddenStates(model.policy, self.n_envs)  # type: ignore[arg-type]
-        return self._hidden_states.sample(model.policy, observations, model._last_episode_starts)  # type: ignore[arg-type]
+        return self._hidden_states.sample(model.policy, observations, model._last_episode_starts, masks)  # type: ignore[arg-type]
 
     def _terminal(
         self, model: EpisodicPolicyGradient, info: dict[str, Any], new_obs: Observations, index: int
@@ -355,6 +374,7 @@ class EpisodeCollector:
             truncated=np.array([episode.truncated for episode in finished], dtype=bool),
             terminal_observations=stack_steps([episode.terminal_observation for episode in finished]),
             log_probs=steps["log_probs"].astype(np.float64),  # type: ignore[union-attr]
+            action_masks=steps.get(MASK_FIELD),  # type: ignore[arg-type]
         )
         self._forget_unneeded_rows()
         return batch

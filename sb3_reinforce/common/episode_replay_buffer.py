@@ -62,6 +62,8 @@ class EpisodeReplayBuffer(BaseBuffer):
     :param device: PyTorch device of the policy (kept for SB3 compatibility; samples are numpy).
     :param n_envs: Number of envs feeding the buffer (informative: episodes are stored whole,
         whatever env they came from).
+    :param mask_size: Entries of the action mask stored with every step (docs/masking.md); None
+        when the env has no action masks.
     """
 
     observations: ObsStorage
@@ -69,6 +71,7 @@ class EpisodeReplayBuffer(BaseBuffer):
     actions: np.ndarray
     rewards: np.ndarray
     log_probs: np.ndarray
+    action_masks: np.ndarray | None
 
     def __init__(
         self,
@@ -77,6 +80,7 @@ class EpisodeReplayBuffer(BaseBuffer):
         action_space: spaces.Space,
         device: th.device | str = "auto",
         n_envs: int = 1,
+        mask_size: int | None = None,
     ):
         if isinstance(buffer_size, bool) or not isinstance(buffer_size, (int, np.integer)) or buffer_size < 1:
             raise ValueError(f"buffer_size={buffer_size!r} is not allowed: it must be an integer >= 1")
@@ -86,6 +90,7 @@ class EpisodeReplayBuffer(BaseBuffer):
         self.actions = np.zeros((size, self.action_dim), dtype=ReplayBuffer._maybe_cast_dtype(action_space.dtype))
         self.rewards = np.zeros(size, dtype=np.float32)
         self.log_probs = np.zeros(size, dtype=np.float32)
+        self.action_masks = None if mask_size is None else np.ones((size, mask_size), dtype=bool)
         self.final_observations = _allocate(observation_space, self.obs_shape, size)
         # start << 1 | truncated, for each episode slot.
         meta_dtype = np.int32 if 2 * size < np.iinfo(np.int32).max else np.int64
@@ -117,7 +122,9 @@ class EpisodeReplayBuffer(BaseBuffer):
     @property
     def nbytes(self) -> int:
         """Bytes allocated by the storage arrays."""
-        arrays = (self.actions, self.rewards, self.log_probs, self.episode_meta)
+        arrays = [self.actions, self.rewards, self.log_probs, self.episode_meta]
+        if self.action_masks is not None:
+            arrays.append(self.action_masks)
         return _nbytes(self.observations) + _nbytes(self.final_observations) + sum(a.nbytes for a in arrays)
 
     def _slots(self, episodes: np.ndarray) -> np.ndarray:
@@ -165,6 +172,7 @@ class EpisodeReplayBuffer(BaseBuffer):
         log_probs: np.ndarray,
         final_observation: Observations,
         truncated: bool,
+        action_masks: np.ndarray | None = None,
     ) -> None:
         """
         Store one complete episode, evicting the oldest whole episodes if it does not fit.
@@ -176,8 +184,15 @@ class EpisodeReplayBuffer(BaseBuffer):
         :param log_probs: ``log mu(a_t|s_t)`` of each step under the policy that sampled it, shape ``(T,)``.
         :param final_observation: The observation after the last step (one observation).
         :param truncated: Whether the episode ended by truncation rather than termination.
+        :param action_masks: The action mask of each step, shape ``(T, mask_size)``; required exactly
+            when the buffer was built with a ``mask_size``.
         """
         length = len(rewards)
+        if (action_masks is None) != (self.action_masks is None):
+            raise ValueError(
+                "action_masks must be given exactly when the buffer stores them (it was built with "
+                f"mask_size={None if self.action_masks is None else self.action_masks.shape[1]})"
+            )
         if length < 1:
             raise ValueError("an episode must have at least one step")
         if length > self.buffer_size:
@@ -193,6 +208,8 @@ class EpisodeReplayBuffer(BaseBuffer):
         self.actions[cells] = np.asarray(actions).reshape(length, self.action_dim)
         self.rewards[cells] = np.asarray(rewards, dtype=np.float32).reshape(length)
         self.log_probs[cells] = np.asarray(log_probs, dtype=np.float32).reshape(length)
+        if self.action_masks is not None:
+            self.action_masks[cells] = np.asarray(action_masks, dtype=bool).reshape(length, -1)
         slot = int(self._slots(np.array([self.n_episodes]))[0])
         self._write(self.final_observations, np.array([slot]), final_observation, 1)
         self.episode_meta[slot] = (self.pos << 1) | int(bool(truncated))
@@ -223,6 +240,7 @@ class EpisodeReplayBuffer(BaseBuffer):
                 batch.log_probs[start:end],
                 final_observation=take_steps(batch.terminal_observations, index),
                 truncated=bool(batch.truncated[index]),
+                action_masks=None if batch.action_masks is None else batch.action_masks[start:end],
             )
         return concatenate_episodes(evicted) if evicted else None
 
@@ -302,6 +320,7 @@ class EpisodeReplayBuffer(BaseBuffer):
             truncated=self.episode_truncated(episodes),
             terminal_observations=self._normalize_obs(self._read(self.final_observations, slots), env),
             log_probs=self.log_probs[cells].astype(np.float64),
+            action_masks=None if self.action_masks is None else self.action_masks[cells],
         )
 
     @staticmethod

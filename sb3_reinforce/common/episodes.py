@@ -126,6 +126,8 @@ class EpisodeBatch:
         shape ``(N, *obs_shape)`` (or a dict); used to bootstrap truncated episodes.
     :param log_probs: Log-probability of each action under the policy that sampled it,
         shape ``(M,)``.
+    :param action_masks: Which actions were allowed at every step (docs/masking.md), boolean,
+        shape ``(M, mask_size)``; None when the env has no action masks.
     """
 
     observations: Observations
@@ -135,6 +137,7 @@ class EpisodeBatch:
     truncated: np.ndarray
     terminal_observations: Observations
     log_probs: np.ndarray
+    action_masks: np.ndarray | None = None
 
     @property
     def n_episodes(self) -> int:
@@ -178,6 +181,7 @@ def concatenate_episodes(batches: Sequence[EpisodeBatch]) -> EpisodeBatch:
             return {key: np.concatenate([part[key] for part in parts]) for key in first}  # type: ignore[index]
         return np.concatenate(parts)  # type: ignore[arg-type]
 
+    masks = [b.action_masks for b in batches]
     return EpisodeBatch(
         observations=join([b.observations for b in batches]),
         actions=np.concatenate([b.actions for b in batches]),
@@ -186,4 +190,5 @@ def concatenate_episodes(batches: Sequence[EpisodeBatch]) -> EpisodeBatch:
         truncated=np.concatenate([b.truncated for b in batches]),
         terminal_observations=join([b.terminal_observations for b in batches]),
         log_probs=np.concatenate([b.log_probs for b in batches]),
+        action_masks=None if masks[0] is None else np.concatenate(masks),  # type: ignore[arg-type]
     )

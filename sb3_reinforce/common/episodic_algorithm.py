@@ -42,6 +42,13 @@ from sb3_reinforce.common.estimator import (
     policy_gradient_losses,
 )
 from sb3_reinforce.common.gradient_step import GuardedStep, gradient_step
+from sb3_reinforce.common.masking import (
+    check_maskable_action_space,
+    env_has_action_masks,
+    mask_size,
+    masked_policy_class,
+    policy_takes_masks,
+)
 from sb3_reinforce.common.recurrent import evaluate_episode_sequences, history_value_function, is_recurrent
 from sb3_reinforce.common.validation import check_choice, check_int, check_number
 from sb3_reinforce.common.value_fit import fit_value_function, value_only_parameters
@@ -111,6 +118,9 @@ class EpisodicPolicyGradient(BaseAlgorithm):
     leave_one_out_baselines: ClassVar[tuple[str, ...]] = ("mean", "optimal")
 
     policy: ActorCriticPolicy
+    #: Whether the model applies the env's action masks (docs/masking.md): set when the env it is
+    #: built with exposes ``action_masks()``, and saved with the model.
+    use_masking: bool = False
 
     def __init__(
         self,
@@ -181,6 +191,7 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         )
         self.use_sde = use_sde
         self._check_recurrent_options()
+        self.use_masking = self.env is not None and env_has_action_masks(self.env)
         # SB3's load() builds the model without an env, hence without spaces yet.
         self._check_action_space(getattr(self, "action_space", None))
         self._collector: EpisodeCollector | None = None
@@ -289,6 +300,28 @@ class EpisodicPolicyGradient(BaseAlgorithm):
                 f"use_sde=True is not allowed with action_space={action_space}: gSDE needs continuous (Box) "
                 "actions; use use_sde=False"
             )
+        if self.use_masking:
+            check_maskable_action_space(action_space)
+            masked_policy_class(self.policy_class)  # a custom policy that cannot apply masks is refused now
+
+    def _check_env_masks(self, env: VecEnv) -> None:
+        """
+        Refuse an env whose action masks do not match the model: masks the policy would ignore, or none to apply.
+
+        :param env: The training env.
+        """
+        has_masks = env_has_action_masks(env)
+        if has_masks and not self.use_masking:
+            raise ValueError(
+                "The env exposes action_masks(), but this model was built without action masks, so its policy would "
+                "ignore them: build the model with an env that has them (the policy then becomes a maskable one)"
+            )
+        if self.use_masking and not has_masks:
+            raise ValueError(
+                "This model applies action masks (the env it was built with exposes action_masks()), but the env "
+                "does not: wrap each of its envs in sb3_contrib.common.wrappers.ActionMasker, or give it an "
+                "action_masks() method"
+            )
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         """
@@ -300,15 +333,21 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         :param force_reset: Force a reset of the new env at the next ``learn()``.
         """
         super().set_env(env, force_reset=force_reset)
+        assert self.env is not None
+        self._check_env_masks(self.env)
         self._collector = None
 
     # ------------------------------------------------------------------ model
 
     def _setup_model(self) -> None:
+        if self.use_masking:  # "MlpPolicy" & co. become sb3-contrib's maskable policies
+            self.policy_class = masked_policy_class(self.policy_class)  # type: ignore[assignment]
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
+        # sb3-contrib's maskable policies have no gSDE (it needs Box actions, which cannot be masked).
+        sde = {} if policy_takes_masks(self.policy_class) else {"use_sde": self.use_sde}
         self.policy = self.policy_class(  # type: ignore[assignment]
-            self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
+            self.observation_space, self.action_space, self.lr_schedule, **sde, **self.policy_kwargs
         )
         self.policy = self.policy.to(self.device)
         if self.vf_epochs > 0:
@@ -328,6 +367,10 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         """The collector of this algorithm's batch rule."""
         raise NotImplementedError
 
+    def _mask_size(self) -> int | None:
+        """Entries of the action masks the collector reads and records (None: no masks)."""
+        return mask_size(self.action_space) if self.use_masking else None
+
     # ------------------------------------------------------------------ learning
 
     def _setup_learn(
@@ -340,6 +383,8 @@ class EpisodicPolicyGradient(BaseAlgorithm):
     ) -> tuple[int, BaseCallback]:
         # SB3's _setup_learn resets the env exactly when it starts counting afresh or has no observation yet.
         env_reset = reset_num_timesteps or self._last_obs is None
+        if self.env is not None:
+            self._check_env_masks(self.env)
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         assert self.env is not None
         if self._collector is None or self._collector.n_envs != self.env.num_envs:
@@ -446,8 +491,40 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
         actions = th.as_tensor(batch.actions, device=self.device)
         actions = actions.long() if isinstance(self.action_space, spaces.Discrete) else actions.float()
-        values, log_prob, entropy = self.policy.evaluate_actions(observations, actions)  # type: ignore[arg-type]
+        if batch.action_masks is None:
+            values, log_prob, entropy = self.policy.evaluate_actions(observations, actions)  # type: ignore[arg-type]
+        else:  # the masked distribution the actions were sampled from
+            masks = th.as_tensor(batch.action_masks, device=self.device)
+            values, log_prob, entropy = self.policy.evaluate_actions(observations, actions, action_masks=masks)  # type: ignore[call-arg, arg-type]
         return PolicyEvaluation(values=values.flatten(), log_prob=log_prob, entropy=entropy)
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+        action_masks: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """
+        Get the policy action from an observation (and optional hidden state), as SB3's ``predict``.
+
+        :param observation: The input observation (a batch of them from a VecEnv).
+        :param state: The last hidden states (recurrent policies only).
+        :param episode_start: Whether each env starts a new episode (recurrent policies only).
+        :param deterministic: Return the mode of the distribution instead of a sample.
+        :param action_masks: Which actions are allowed (docs/masking.md), as the env's
+            ``action_masks()`` returns them; only for a model that applies masks.  None: no mask.
+        :return: The action(s) and the next hidden state.
+        """
+        if action_masks is None:
+            return self.policy.predict(observation, state, episode_start, deterministic)
+        if not policy_takes_masks(type(self.policy)):
+            raise ValueError(
+                f"action_masks were given, but this model's policy ({type(self.policy).__name__}) does not apply "
+                "action masks: build the model with an env that exposes action_masks()"
+            )
+        return self.policy.predict(observation, state, episode_start, deterministic, action_masks=action_masks)  # type: ignore[call-arg]
 
     def _predict_values(self, observations: Observations) -> np.ndarray:
         """``V(s)`` of a batch of observations, without gradient, as float64."""

@@ -85,6 +85,7 @@ class HiddenStates:
         policy: RecurrentActorCriticPolicy,
         observations: th.Tensor | dict[str, th.Tensor],
         episode_starts: np.ndarray,
+        action_masks: np.ndarray | None = None,
     ) -> tuple[th.Tensor, th.Tensor]:
         """
         Sample one action per env and its log-probability, and advance the states (no gradient).
@@ -92,11 +93,14 @@ class HiddenStates:
         :param policy: The recurrent policy.
         :param observations: The envs' current observations, as tensors on the policy's device.
         :param episode_starts: Which envs start an episode at this step (their state is reset first).
+        :param action_masks: Which actions each env allows (a maskable recurrent policy only; None: all).
         :return: ``(actions, log_probs)`` in the distribution's flat layout, as ``sample_actions`` returns them.
         """
         starts = th.as_tensor(np.asarray(episode_starts), dtype=th.float32, device=policy.device)
         with th.no_grad():
             distribution, states = policy.get_distribution(observations, self.states, starts)  # type: ignore[arg-type]
+            if action_masks is not None:
+                distribution.apply_masking(action_masks)  # type: ignore[attr-defined]
             actions = distribution.get_actions()
             log_probs = distribution.log_prob(actions)
         self.states = (states[0], states[1])

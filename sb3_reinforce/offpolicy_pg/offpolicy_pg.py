@@ -231,7 +231,12 @@ class OffPolicyPG(EpisodicPolicyGradient):
     def _setup_model(self) -> None:
         super()._setup_model()
         self.replay_buffer = EpisodeReplayBuffer(
-            self.buffer_size, self.observation_space, self.action_space, device=self.device, n_envs=self.n_envs
+            self.buffer_size,
+            self.observation_space,
+            self.action_space,
+            device=self.device,
+            n_envs=self.n_envs,
+            mask_size=self._mask_size(),
         )
 
     def _make_collector(self, n_envs: int) -> EpisodeCollector:
@@ -241,7 +246,9 @@ class OffPolicyPG(EpisodicPolicyGradient):
         Observations and rewards are recorded before ``VecNormalize`` (the buffer normalises them when
         it samples), and an episode that outgrows the buffer stops training as soon as it does.
         """
-        return EpisodeCollector(n_envs, fresh_start=False, record_original=True, capacity=self.buffer_size)
+        return EpisodeCollector(
+            n_envs, fresh_start=False, record_original=True, capacity=self.buffer_size, mask_size=self._mask_size()
+        )
 
     # ------------------------------------------------------------------ replay buffer
 

@@ -11,6 +11,8 @@ from sb3_contrib.common.recurrent.policies import (
 )
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
 
+from sb3_reinforce.common.maskable_policies import MaskableCnnPolicy, MaskableMlpPolicy, MaskableMultiInputPolicy
+
 MlpPolicy = ActorCriticPolicy
 CnnPolicy = ActorCriticCnnPolicy
 MultiInputPolicy = MultiInputActorCriticPolicy
@@ -18,3 +20,15 @@ MultiInputPolicy = MultiInputActorCriticPolicy
 MlpLstmPolicy = RecurrentActorCriticPolicy
 CnnLstmPolicy = RecurrentActorCriticCnnPolicy
 MultiInputLstmPolicy = RecurrentMultiInputActorCriticPolicy
+
+__all__ = [
+    "CnnLstmPolicy",
+    "CnnPolicy",
+    "MaskableCnnPolicy",
+    "MaskableMlpPolicy",
+    "MaskableMultiInputPolicy",
+    "MlpLstmPolicy",
+    "MlpPolicy",
+    "MultiInputLstmPolicy",
+    "MultiInputPolicy",
+]

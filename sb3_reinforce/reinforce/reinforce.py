@@ -178,7 +178,7 @@ class REINFORCE(EpisodicPolicyGradient):
         episodes are simulated but unused: they count in ``num_timesteps`` and are logged as
         ``rollout/unused_steps``.
         """
-        return EpisodeCollector(n_envs, fresh_start=True)
+        return EpisodeCollector(n_envs, fresh_start=True, mask_size=self._mask_size())
 
     def _store_episodes(self, episodes: EpisodeBatch) -> None:
         self.rollout_buffer = episodes
