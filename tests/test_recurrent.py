@@ -309,3 +309,69 @@ def test_unsupported_options_are_refused_before_training(cls: type) -> None:
     for bad in (0, -5, 2.5):
         with pytest.raises(ValueError, match="recurrent_chunk_steps"):
             cls("MlpLstmPolicy", env, recurrent_chunk_steps=bad)
+
+
+class MaskedCueRecall(gym.Env):
+    """
+    A masked POMDP: a cue (0 or 1) is seen at the first step only and must be named at the second.
+
+    Action 2 is never allowed and raises; at the first step action 1 stops (reward 0.3) and action
+    0 goes on; at the second step (a blank observation) naming the cue pays 1.  The best policy
+    with memory earns 1, the best without it 0.6.
+    """
+
+    observation_space = gym.spaces.Discrete(3)
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.cue, self.t = int(self.np_random.random() >= 0.6), 0
+        return self.cue, {}
+
+    def action_masks(self) -> np.ndarray:
+        return np.array([True, True, False])
+
+    def step(self, action: int) -> tuple[int, float, bool, bool, dict[str, Any]]:
+        if int(action) == 2:
+            raise ValueError("invalid action 2 taken")
+        self.t += 1
+        if self.t == 1:
+            return 2, 0.3 * int(action), int(action) == 1, False, {}
+        return 2, float(int(action) == self.cue), True, False, {}
+
+
+@pytest.mark.parametrize("cls", ALGOS)
+def test_masked_pomdp_trains_with_a_maskable_recurrent_policy(cls: type) -> None:
+    """Masks and memory together: ``MlpLstmPolicy`` with an env that has masks becomes the maskable LSTM policy."""
+    kwargs: dict[str, Any] = {"batch_episodes": 16} if cls is OffPolicyPG else {}
+    env = DummyVecEnv([MaskedCueRecall for _ in range(2)])
+    model = cls(
+        "MlpLstmPolicy",
+        env,
+        learning_rate=1e-2,
+        n_episodes=16,
+        gamma=1.0,
+        policy_kwargs={"lstm_hidden_size": 16, "net_arch": []},
+        seed=0,
+        **kwargs,
+    )
+    assert isinstance(model.policy, recurrent.MaskableRecurrentActorCriticPolicy)
+    check = CheckRecordedLogProbs()
+    invalid_logit = model.policy.action_net.bias.detach()[2].clone()
+    model.learn(6_000, callback=check)
+    # The update scores the masked distribution the actions came from (OffPolicyPG: before its first
+    # update; later its buffer holds episodes of older parameters).
+    assert max(check.max_errors if cls is REINFORCE else check.max_errors[:1]) < 1e-5
+    assert th.equal(model.policy.action_net.bias.detach()[2], invalid_logit)  # an invalid logit never moves
+    # Deterministic episodes with the LSTM state carried, and the masks: the cue is recalled.
+    returns = []
+    for seed in range(20):
+        probe = MaskedCueRecall()
+        obs, _ = probe.reset(seed=seed)
+        state, start, total, done = None, np.array([True]), 0.0, False
+        while not done:
+            action, state = model.predict(obs, state, start, deterministic=True, action_masks=probe.action_masks())
+            obs, reward, terminated, truncated, _ = probe.step(int(action))
+            total, start, done = total + reward, np.array([False]), terminated or truncated
+        returns.append(total)
+    assert np.mean(returns) == 1.0, returns

@@ -30,12 +30,20 @@ by that observation (:func:`terminal_values`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from sb3_contrib.common.maskable.distributions import MaskableDistribution
+from sb3_contrib.common.recurrent.policies import (
+    RecurrentActorCriticCnnPolicy,
+    RecurrentActorCriticPolicy,
+    RecurrentMultiInputActorCriticPolicy,
+)
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import obs_as_tensor
@@ -43,6 +51,7 @@ from torch.utils.checkpoint import checkpoint
 
 from sb3_reinforce.common.episodes import EpisodeBatch, Observations, episode_offsets, take_steps, time_index
 from sb3_reinforce.common.estimator import PolicyEvaluation
+from sb3_reinforce.common.maskable_policies import raw_masked_distribution
 
 
 def is_recurrent(policy: BasePolicy | type[BasePolicy]) -> bool:
@@ -177,12 +186,22 @@ def _evaluate_grid(
     actions: th.Tensor,
     n_sequences: int,
     cells: th.Tensor,
+    action_masks: th.Tensor | None = None,
 ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
     """``evaluate_actions`` over a sequence-major grid of episodes from zero states, read back at ``cells``."""
     device = actions.device
     states = RNNStates(zero_states(policy.lstm_actor, n_sequences, device), _critic_states(policy, n_sequences))
     no_starts = th.zeros(len(actions), device=device)  # zero states already: no reset inside a sequence
-    values, log_prob, entropy = policy.evaluate_actions(observations, actions, states, no_starts)  # type: ignore[arg-type]
+    if action_masks is None:
+        values, log_prob, entropy = policy.evaluate_actions(observations, actions, states, no_starts)  # type: ignore[arg-type]
+    else:  # a maskable recurrent policy, with the recorded masks
+        values, log_prob, entropy = policy.evaluate_actions(  # type: ignore[call-arg]
+            observations,  # type: ignore[arg-type]
+            actions,
+            states,
+            no_starts,
+            action_masks=action_masks,
+        )
     return values.flatten()[cells], log_prob[cells], None if entropy is None else entropy[cells]
 
 
@@ -190,6 +209,13 @@ def _critic_states(policy: RecurrentActorCriticPolicy, n_sequences: int) -> tupl
     """Zero states of the critic's LSTM (the actor's shape when the critic has none: they are then unused)."""
     lstm = policy.lstm_critic if policy.lstm_critic is not None else policy.lstm_actor
     return zero_states(lstm, n_sequences, policy.device)
+
+
+def _padded_masks(masks: np.ndarray, cells: np.ndarray, size: int, policy: RecurrentActorCriticPolicy) -> th.Tensor:
+    """Action masks placed at ``cells`` of a grid of ``size`` rows; the padding allows every action."""
+    padded = np.ones((size, *masks.shape[1:]), dtype=bool)
+    padded[cells] = masks
+    return th.as_tensor(padded, device=policy.device)
 
 
 def evaluate_episode_sequences(
@@ -217,7 +243,8 @@ def evaluate_episode_sequences(
         size = len(episodes) * width
         observations = obs_as_tensor(scatter_steps(take_steps(batch.observations, steps), cells, size), policy.device)  # type: ignore[arg-type]
         actions = _action_tensor(scatter_steps(batch.actions[steps], cells, size), policy.action_space, policy.device)  # type: ignore[arg-type]
-        arguments = (policy, observations, actions, len(episodes), th.as_tensor(cells, device=policy.device))
+        masks = None if batch.action_masks is None else _padded_masks(batch.action_masks[steps], cells, size, policy)
+        arguments = (policy, observations, actions, len(episodes), th.as_tensor(cells, device=policy.device), masks)
         if len(chunks) > 1:
             outputs.append(checkpoint(_evaluate_grid, *arguments, use_reentrant=False))
         else:
@@ -298,3 +325,152 @@ def history_value_function(
         return terminal_values(policy, batch, truncated, chunk_steps)
 
     return values
+
+
+class MaskableRecurrentActorCriticPolicy(RecurrentActorCriticPolicy):
+    """
+    sb3-contrib's ``RecurrentActorCriticPolicy`` with a maskable action distribution (action masks and memory together).
+
+    The networks are sb3-contrib's recurrent ones; the distribution is the maskable one of
+    :mod:`~sb3_reinforce.common.maskable_policies` (the invalid raw logits masked before
+    normalisation), for ``Discrete``, ``MultiDiscrete`` and ``MultiBinary`` actions.
+    ``evaluate_actions``, ``get_distribution`` and ``predict`` take ``action_masks``.  The models use
+    it in place of ``MlpLstmPolicy`` when the env exposes ``action_masks()`` (docs/recurrent.md).
+
+    :param observation_space: Observation space.
+    :param action_space: Action space (``Discrete``, ``MultiDiscrete`` or ``MultiBinary``).
+    :param lr_schedule: Learning rate schedule (its value at 1 sets the optimiser's initial rate).
+    :param net_arch: The actor's and critic's hidden layers after the LSTM (SB3's ``net_arch``).
+    :param activation_fn: Activation function of the hidden layers.
+    :param ortho_init: Use orthogonal initialisation.
+    :param use_sde: Must be False (gSDE needs ``Box`` actions, which cannot be masked).
+    :param log_std_init: Unused (no Gaussian head).
+    :param full_std: Unused (gSDE only).
+    :param use_expln: Unused (gSDE only).
+    :param squash_output: Unused (gSDE only).
+    :param features_extractor_class: Features extractor class.
+    :param features_extractor_kwargs: Keyword arguments of the features extractor.
+    :param share_features_extractor: One features extractor for the actor and the critic.
+    :param normalize_images: Divide image observations by 255.
+    :param optimizer_class: Optimiser class.
+    :param optimizer_kwargs: Keyword arguments of the optimiser, besides the learning rate.
+    :param lstm_hidden_size: Hidden units of each LSTM layer.
+    :param n_lstm_layers: LSTM layers.
+    :param shared_lstm: One LSTM for the actor and the critic (the critic's gradient does not reach it).
+    :param enable_critic_lstm: A separate LSTM for the critic.
+    :param lstm_kwargs: Keyword arguments of the LSTMs.
+    """
+
+    action_dist: MaskableDistribution  # type: ignore[assignment]
+
+    def _build(self, lr_schedule: Any) -> None:
+        super()._build(lr_schedule)  # the action network of SB3's distribution: one logit per outcome, as here
+        self.action_dist = raw_masked_distribution(self.action_space)
+        self._action_masks: np.ndarray | th.Tensor | None = None
+
+    @contextmanager
+    def _masked(self, action_masks: np.ndarray | th.Tensor | None) -> Iterator[None]:
+        """Apply ``action_masks`` to every distribution built inside the block."""
+        self._action_masks = action_masks
+        try:
+            yield
+        finally:
+            self._action_masks = None
+
+    def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> MaskableDistribution:  # type: ignore[override]
+        distribution = self.action_dist.proba_distribution(action_logits=self.action_net(latent_pi))
+        if self._action_masks is not None:
+            distribution.apply_masking(self._action_masks)
+        return distribution
+
+    def evaluate_actions(  # type: ignore[override]
+        self,
+        obs: th.Tensor,
+        actions: th.Tensor,
+        lstm_states: RNNStates,
+        episode_starts: th.Tensor,
+        action_masks: np.ndarray | th.Tensor | None = None,
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """
+        Values, log-probabilities and entropies of ``actions`` (sb3-contrib's), under the masked distribution.
+
+        :param obs: Observations, sequence-major.
+        :param actions: The actions.
+        :param lstm_states: Initial states of the actor's and the critic's LSTMs.
+        :param episode_starts: Where the states are reset.
+        :param action_masks: Which actions are allowed at every step (None: all).
+        :return: ``(values, log_prob, entropy)``.
+        """
+        with self._masked(action_masks):
+            return super().evaluate_actions(obs, actions, lstm_states, episode_starts)
+
+    def get_distribution(  # type: ignore[override]
+        self,
+        obs: th.Tensor,
+        lstm_states: tuple[th.Tensor, th.Tensor],
+        episode_starts: th.Tensor,
+        action_masks: np.ndarray | th.Tensor | None = None,
+    ) -> tuple[MaskableDistribution, tuple[th.Tensor, ...]]:
+        """
+        The masked action distribution and the actor's new states (sb3-contrib's ``get_distribution``).
+
+        :param obs: Observations.
+        :param lstm_states: The actor's LSTM states.
+        :param episode_starts: Where the states are reset.
+        :param action_masks: Which actions are allowed (None: all).
+        :return: ``(distribution, states)``.
+        """
+        with self._masked(action_masks):
+            return super().get_distribution(obs, lstm_states, episode_starts)  # type: ignore[return-value]
+
+    def predict(  # type: ignore[override]
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+        action_masks: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """
+        ``RecurrentPPO``'s ``predict``, sampling from (or taking the mode of) the masked distribution.
+
+        :param observation: The observation(s).
+        :param state: The LSTM states ``predict`` returned last (None: zeros).
+        :param episode_start: Which envs start an episode (their state is reset).
+        :param deterministic: Take the most likely allowed action.
+        :param action_masks: Which actions are allowed, as the env's ``action_masks()`` gives them (None: all).
+        :return: ``(actions, states)``.
+        """
+        with self._masked(action_masks):
+            return super().predict(observation, state, episode_start, deterministic)
+
+
+class MaskableRecurrentActorCriticCnnPolicy(MaskableRecurrentActorCriticPolicy):
+    """
+    :class:`MaskableRecurrentActorCriticPolicy` with sb3-contrib's CNN defaults (images).
+
+    :param args: The arguments of ``RecurrentActorCriticCnnPolicy``.
+    :param kwargs: Its keyword arguments.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("features_extractor_class", _default_extractor(RecurrentActorCriticCnnPolicy))
+        super().__init__(*args, **kwargs)
+
+
+class MaskableRecurrentMultiInputActorCriticPolicy(MaskableRecurrentActorCriticPolicy):
+    """
+    :class:`MaskableRecurrentActorCriticPolicy` with sb3-contrib's ``Dict``-observation defaults.
+
+    :param args: The arguments of ``RecurrentMultiInputActorCriticPolicy``.
+    :param kwargs: Its keyword arguments.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("features_extractor_class", _default_extractor(RecurrentMultiInputActorCriticPolicy))
+        super().__init__(*args, **kwargs)
+
+
+def _default_extractor(policy_class: type[RecurrentActorCriticPolicy]) -> Any:
+    """The default features extractor of one of sb3-contrib's recurrent policy classes."""
+    return inspect.signature(policy_class.__init__).parameters["features_extractor_class"].default
