@@ -76,6 +76,14 @@ def test_runs_record_both_policies_and_training_diagnostics(algo: str) -> None:
     assert f"| CartPole-v1 | {algo} | 1 500 |" in table and f"| CartPole-v1 | {algo} | 3 000 |" in table
 
 
+@pytest.mark.parametrize("algo", ["reinforce", "ppo_lstm"])
+def test_run_one_partially_observable_env_with_lstm(algo: str) -> None:
+    """CartPoleNoVel-v1 (rl-zoo3's, registered in the worker) with our LSTM entry and RecurrentPPO's, side by side."""
+    setting = sample_efficiency.EnvSetting(threshold=1e9, budget=600, eval_freq=300, eval_episodes=1)
+    run = sample_efficiency.run_one("CartPoleNoVel-v1", algo, 0, setting)
+    assert run.steps[-1] >= 600 and len(run.returns) >= 3 and all(r >= 8 for r in run.returns)
+
+
 def test_run_stops_once_it_stayed_solved() -> None:
     setting = sample_efficiency.EnvSetting(threshold=0.0, budget=100_000, eval_freq=200, eval_episodes=1)
     run = sample_efficiency.run_one("CartPole-v1", "reinforce", 0, setting, stop_after=3)
