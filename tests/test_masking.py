@@ -46,6 +46,7 @@ from sb3_reinforce.common.action_sampling import has_fast_categorical_path, samp
 from sb3_reinforce.common.episodes import EpisodeBatch
 from sb3_reinforce.common.episodic_algorithm import EpisodicPolicyGradient
 from sb3_reinforce.common.estimator import PolicyEvaluation
+from sb3_reinforce.common.masking import InfoActionMasker
 from tests.test_exact_gradient import Z, assert_matches, assert_rejected, mean_check
 from tests.test_offpolicy_gradient import FreshBatches, target_and_behaviour
 
@@ -440,3 +441,20 @@ def test_masks_of_the_wrong_size_are_reported() -> None:
     model = REINFORCE("MlpPolicy", WrongMask(masked_mdp()), seed=0)
     with pytest.raises(ValueError, match="action_masks\\(\\) returned 5 entries per env, but the action space needs 3"):
         model.learn(10)
+
+
+def test_info_action_masker_reads_the_mask_from_info() -> None:
+    """gymnasium's Taxi reports its mask in info["action_mask"]; the wrapper serves it as action_masks()."""
+    env = InfoActionMasker(gym.make("Taxi-v4"))
+    with pytest.raises(RuntimeError, match="reset the env"):
+        env.action_masks()
+    _, info = env.reset(seed=0)
+    np.testing.assert_array_equal(env.action_masks(), info["action_mask"].astype(bool))
+    for _ in range(20):
+        action = int(np.flatnonzero(env.action_masks())[0])
+        *_, info = env.step(action)
+        np.testing.assert_array_equal(env.action_masks(), info["action_mask"].astype(bool))
+    model = REINFORCE("MlpPolicy", env, n_episodes=2, seed=0)
+    assert model.use_masking
+    with pytest.raises(KeyError, match="InfoActionMasker needs the env to report its action mask"):
+        InfoActionMasker(gym.make("CartPole-v1")).reset()

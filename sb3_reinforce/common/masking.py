@@ -10,11 +10,15 @@ logits of invalid actions are replaced by a large negative constant, so their pr
 and their logits receive exactly zero gradient.
 
 This module holds the pieces that decide and check: which policy class applies masks, which
-action spaces can be masked, and how many mask entries an action space has.
+action spaces can be masked, and how many mask entries an action space has; and
+:class:`InfoActionMasker`, for envs that report their mask in ``info`` instead.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
@@ -39,6 +43,7 @@ from sb3_reinforce.common.recurrent import (
 
 __all__ = [
     "MASKABLE_ACTION_SPACES",
+    "InfoActionMasker",
     "env_action_masks",
     "env_has_action_masks",
     "mask_size",
@@ -162,3 +167,63 @@ def masked_policy_class(policy_class: type[BasePolicy]) -> type[BasePolicy]:
 
 def _names(classes: tuple[type[spaces.Space], ...]) -> str:
     return ", ".join(space.__name__ for space in classes)
+
+
+class InfoActionMasker(gym.Wrapper):
+    """
+    Expose the action mask an env reports in its ``info`` dict as ``action_masks()``.
+
+    Some envs give the mask of the next step in the ``info`` of ``reset`` and ``step`` rather than
+    through a method (gymnasium's ``Taxi``: ``info["action_mask"]``, 1 for an allowed action).  This
+    wrapper keeps the last one and returns it as booleans, so that the env works with the models'
+    masking and with sb3-contrib's mask-aware evaluation; rl-zoo3 can apply it by name
+    (``env_wrapper: sb3_reinforce.common.masking.InfoActionMasker``).
+
+    :param env: The env to wrap.
+    :param info_key: The ``info`` key holding the mask.
+    """
+
+    def __init__(self, env: gym.Env, info_key: str = "action_mask"):
+        super().__init__(env)
+        self.info_key = info_key
+        self._mask: np.ndarray | None = None
+
+    def _keep(self, info: dict[str, Any]) -> None:
+        if self.info_key not in info:
+            raise KeyError(
+                f"the env's info has no {self.info_key!r} entry (keys: {sorted(info)}): InfoActionMasker needs the "
+                "env to report its action mask there; set info_key to the key it uses"
+            )
+        self._mask = np.asarray(info[self.info_key]).astype(bool)
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        """
+        Reset the env and keep the mask of its first step.
+
+        :param kwargs: Passed to the env's ``reset``.
+        :return: The observation and the info.
+        """
+        observation, info = self.env.reset(**kwargs)
+        self._keep(info)
+        return observation, info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        """
+        Step the env and keep the mask of the next step.
+
+        :param action: The action.
+        :return: The env's ``(observation, reward, terminated, truncated, info)``.
+        """
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self._keep(info)
+        return observation, reward, terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        """
+        The mask of the current step.
+
+        :return: One boolean per action choice, True where the action is allowed.
+        """
+        if self._mask is None:
+            raise RuntimeError("reset the env before asking for its action mask")
+        return self._mask.copy()
