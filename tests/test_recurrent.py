@@ -102,6 +102,8 @@ def test_update_evaluates_the_log_probs_that_collection_sampled(cls: type) -> No
     model.learn(300, callback=check)
     model.learn(200, callback=check)  # the envs are reset mid-episode
     model.learn(200, callback=check, reset_num_timesteps=False)  # the envs continue
+    model.set_env(short_cartpole(3, seed=9))  # a new env: every state starts afresh with its episode
+    model.learn(200, callback=check)
     assert max(float((p - q).abs().max()) for p, q in zip(before, params_of(model))) < 1e-20
     assert len(check.max_errors) >= 6 and min(check.n_steps) > 20
     assert max(check.max_errors) < 1e-5, check.max_errors
@@ -156,6 +158,28 @@ def test_chunked_update_has_the_same_gradient(baseline: str) -> None:
         chunked = th.cat([g.flatten() for g in loss_gradient(model, batch, chunk_steps)])
         # float32 sums in another order: equal to a few ulps of the gradient's scale
         assert float((whole - chunked).abs().max()) < 1e-5 * float(whole.abs().max()), chunk_steps
+
+
+@pytest.mark.parametrize("cls", ALGOS)
+def test_training_in_chunks_is_training_at_once(cls: type) -> None:
+    """``learn()`` with chunks of 7 steps ends at the parameters of ``learn()`` with the whole batch at once."""
+    params = []
+    for chunk_steps in (None, 7):
+        model = cls(
+            "MlpLstmPolicy",
+            short_cartpole(2),
+            policy_kwargs=SMALL,
+            n_episodes=4,
+            seed=4,
+            recurrent_chunk_steps=chunk_steps,
+        )
+        model.learn(400)
+        params.append(th.cat([p.flatten() for p in params_of(model)]))
+    assert not th.equal(
+        params[0],
+        th.cat([p.flatten() for p in params_of(cls("MlpLstmPolicy", short_cartpole(2), policy_kwargs=SMALL, seed=4))]),
+    )
+    assert th.allclose(params[0], params[1], rtol=1e-4, atol=1e-5)
 
 
 def saved_bytes(function: Any) -> int:
