@@ -314,3 +314,78 @@ def test_update_replays_from_recorded_episodes() -> None:
     assert any(not th.equal(a, b) for a, b in zip(after, before))
     for got, want in zip(after, expected):
         assert th.allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+class SteppedPolicy:
+    """
+    ``evaluate_actions`` of a recurrent policy with each episode stepped through the LSTMs by hand.
+
+    ``tests/offpolicy_helpers.reference_loss`` scores a batch with ``policy.evaluate_actions(obs,
+    actions)``; this object gives it the recurrent log-probabilities, values and entropies, one
+    step at a time from a zero state per episode, independently of the library's padded evaluation.
+    """
+
+    def __init__(self, policy: RecurrentActorCriticPolicy, lengths: np.ndarray):
+        self.policy, self.lengths = policy, lengths
+
+    def _latents(self, lstm: th.nn.LSTM, features: th.Tensor) -> th.Tensor:
+        outputs = []
+        ends = np.cumsum(self.lengths)
+        for length, end in zip(self.lengths, ends):
+            state = (th.zeros(lstm.num_layers, 1, lstm.hidden_size), th.zeros(lstm.num_layers, 1, lstm.hidden_size))
+            for t in range(end - length, end):
+                output, state = lstm(features[t : t + 1].unsqueeze(0), state)
+                outputs.append(output[0])
+        return th.cat(outputs)
+
+    def evaluate_actions(self, obs: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        policy = self.policy
+        features = policy.extract_features(obs, policy.pi_features_extractor)
+        latent_pi = policy.mlp_extractor.forward_actor(self._latents(policy.lstm_actor, features))
+        latent_vf = policy.mlp_extractor.forward_critic(self._latents(policy.lstm_critic, features))
+        distribution = policy._get_action_dist_from_latent(latent_pi)
+        return policy.value_net(latent_vf), distribution.log_prob(actions), distribution.entropy()
+
+
+def test_offpolicy_updates_replay_from_sampled_episodes() -> None:
+    """
+    Every OffPolicyPG gradient step (per-decision weights truncated at 2, leave-one-out baseline,
+    entropy bonus, two steps per rollout on replayed episodes) equals ``tests/offpolicy_helpers``'
+    independent loss of docs/maths.md §6 with the LSTM stepped by hand.
+    """
+    import copy
+
+    from tests.offpolicy_helpers import LossConfig, finish_records, record_updates, reference_loss
+
+    model = OffPolicyPG(
+        "MlpLstmPolicy",
+        DummyVecEnv([CueRecall, CueRecall]),
+        learning_rate=0.05,
+        n_episodes=4,
+        batch_episodes=5,
+        gradient_steps=2,
+        importance_weights="per_decision",
+        truncation=2.0,
+        baseline="mean",
+        ent_coef=0.01,
+        policy_kwargs=POLICY_KWARGS,
+        seed=SEED,
+        device="cpu",
+    )
+    records = record_updates(model)
+    model.learn(60)
+    finish_records(model, records)
+    assert len(records) >= 6
+    config = LossConfig.of(model)
+    for record in records:
+        policy = copy.deepcopy(record.policy_before)
+        loss = reference_loss(SteppedPolicy(policy, record.batch.lengths), record.batch, config, discrete=True)
+        grads = th.autograd.grad(loss, list(policy.parameters()), allow_unused=True)
+        expected = -0.05 * np.concatenate(
+            [
+                (g if g is not None else th.zeros_like(p)).detach().double().numpy().ravel()
+                for g, p in zip(grads, policy.parameters())
+            ]
+        )
+        np.testing.assert_allclose(record.params_after - record.params_before, expected, rtol=1e-4, atol=1e-6)
+        assert np.abs(expected).max() > 1e-3
