@@ -21,6 +21,7 @@ from sb3_contrib.common.recurrent.policies import (
 )
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import FakeImageEnv, IdentityEnvBox, SimpleMultiObsEnv
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_reinforce.common.recurrent as recurrent
@@ -64,6 +65,48 @@ def test_lstm_policy_aliases(cls: type) -> None:
     assert cls.policy_aliases["MultiInputLstmPolicy"] is RecurrentMultiInputActorCriticPolicy
     model = cls("MlpLstmPolicy", short_cartpole(1), policy_kwargs=SMALL, seed=0)
     assert isinstance(model.policy, RecurrentActorCriticPolicy) and model.recurrent
+
+
+def image_env() -> gym.Env:
+    return gym.wrappers.TimeLimit(FakeImageEnv(screen_height=36, screen_width=36), 12)
+
+
+def dict_env() -> gym.Env:
+    return gym.wrappers.TimeLimit(SimpleMultiObsEnv(random_start=True), 15)
+
+
+def box_action_env() -> gym.Env:
+    return IdentityEnvBox(ep_length=9)
+
+
+#: One env and policy per kind of input and output, with sb3-contrib's LSTM options.
+VARIANTS = {
+    "image": ("CnnLstmPolicy", image_env, {"lstm_hidden_size": 8, "features_extractor_kwargs": {"features_dim": 16}}),
+    "dict": ("MultiInputLstmPolicy", dict_env, {"lstm_hidden_size": 8}),
+    "box-actions": ("MlpLstmPolicy", box_action_env, {"lstm_hidden_size": 8}),
+    "shared-lstm": (
+        "MlpLstmPolicy",
+        box_action_env,
+        {"lstm_hidden_size": 8, "shared_lstm": True, "enable_critic_lstm": False},
+    ),
+    "no-critic-lstm": ("MlpLstmPolicy", box_action_env, {"lstm_hidden_size": 8, "enable_critic_lstm": False}),
+    "two-layers": ("MlpLstmPolicy", box_action_env, {"lstm_hidden_size": 8, "n_lstm_layers": 2}),
+}
+
+
+@pytest.mark.parametrize("cls", ALGOS)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_lstm_policy_and_option_trains(cls: type, variant: str) -> None:
+    """Images, ``Dict`` observations, ``Box`` actions, shared or no critic LSTM, two layers: the samples are scored."""
+    policy, make_env, policy_kwargs = VARIANTS[variant]
+    kwargs: dict[str, Any] = {"batch_episodes": 3} if cls is OffPolicyPG else {}
+    env = DummyVecEnv([make_env, make_env])
+    model = cls(policy, env, n_episodes=3, baseline="value", seed=0, policy_kwargs=policy_kwargs, **kwargs)
+    check = CheckRecordedLogProbs()
+    before = params_of(model)
+    model.learn(1, callback=check)
+    assert check.max_errors[0] < 1e-4 and check.n_steps[0] >= 3
+    assert not all(th.equal(p, q) for p, q in zip(before, params_of(model)))
 
 
 class CheckRecordedLogProbs(BaseCallback):
