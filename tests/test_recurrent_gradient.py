@@ -210,7 +210,12 @@ def assert_rejected(samples: np.ndarray, target: np.ndarray) -> None:
 
 
 def reset_every_step(
-    policy: RecurrentActorCriticPolicy, observations: Any, actions: th.Tensor, n_sequences: int, cells: th.Tensor
+    policy: RecurrentActorCriticPolicy,
+    observations: Any,
+    actions: th.Tensor,
+    n_sequences: int,
+    cells: th.Tensor,
+    action_masks: Any = None,
 ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
     """A wrong update: the LSTM state reset at every step (a memoryless policy's log-probabilities)."""
     states = RNNStates(
@@ -222,7 +227,12 @@ def reset_every_step(
 
 
 def truncated_bptt(
-    policy: RecurrentActorCriticPolicy, observations: Any, actions: th.Tensor, n_sequences: int, cells: th.Tensor
+    policy: RecurrentActorCriticPolicy,
+    observations: Any,
+    actions: th.Tensor,
+    n_sequences: int,
+    cells: th.Tensor,
+    action_masks: Any = None,
 ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
     """A wrong update: the right forward pass, but the gradient cut between steps (BPTT truncated at 1)."""
     lstm = policy.lstm_actor
