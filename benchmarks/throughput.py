@@ -7,7 +7,9 @@ alike) and the median reported:
 - ``env``: the vectorised env alone, stepped with random actions;
 - ``rollout``: the env driven by ``policy.predict`` of an ``MlpPolicy``, no learning;
 - ``reinforce``, ``offpolicy_pg``, ``a2c``, ``ppo``: ``learn()`` with each class's default
-  hyperparameters, after an untimed warm-up of ``--warmup`` steps.
+  hyperparameters, after an untimed warm-up of ``--warmup`` steps;
+- not run by default, ``reinforce_lstm``, ``offpolicy_pg_lstm`` and ``ppo_lstm`` (sb3-contrib's
+  ``RecurrentPPO``): the same with ``MlpLstmPolicy`` (``LSTM_POLICY_KWARGS`` for all three).
 
 ``--guard`` measures instead what the non-finite guard of the optimiser step costs on a
 ``CnnPolicy`` (Atari-sized frames, 84x84x4): milliseconds per update of a plain ``optimizer.step()``,
@@ -42,6 +44,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 #: What is measured, in the order of the table.
 ENTRIES = ("env", "rollout", "reinforce", "offpolicy_pg", "a2c", "ppo")
+#: The recurrent entries (``MlpLstmPolicy``), measured on request (``--entries``).
+LSTM_ENTRIES = ("reinforce_lstm", "offpolicy_pg_lstm", "ppo_lstm")
+#: The LSTM policy of every recurrent entry (RecurrentPPO's rl-zoo3 CartPoleNoVel-v1 size).
+LSTM_POLICY_KWARGS: dict[str, Any] = {"lstm_hidden_size": 64, "net_arch": {"pi": [64], "vf": [64]}}
 
 
 def _make_env(n_envs: int, seed: int) -> Any:
@@ -51,11 +57,13 @@ def _make_env(n_envs: int, seed: int) -> Any:
 
 
 def _algorithm(name: str) -> Any:
+    from sb3_contrib import RecurrentPPO
     from stable_baselines3 import A2C, PPO
 
     from sb3_reinforce import REINFORCE, OffPolicyPG
 
-    return {"reinforce": REINFORCE, "offpolicy_pg": OffPolicyPG, "a2c": A2C, "ppo": PPO}[name]
+    classes = {"reinforce": REINFORCE, "offpolicy_pg": OffPolicyPG, "a2c": A2C, "ppo": PPO, "ppo_lstm": RecurrentPPO}
+    return classes[name if name in classes else name.removesuffix("_lstm")]
 
 
 def time_env(n_envs: int, steps: int, seed: int) -> float:
@@ -103,13 +111,17 @@ def build_learner(name: str, n_envs: int, seed: int, warmup: int) -> Any:
     """
     Build an algorithm with its default hyperparameters on ``n_envs`` CartPole-v1 envs and warm it up.
 
-    :param name: ``"reinforce"``, ``"offpolicy_pg"``, ``"a2c"`` or ``"ppo"``.
+    :param name: ``"reinforce"``, ``"offpolicy_pg"``, ``"a2c"``, ``"ppo"``, or one of :data:`LSTM_ENTRIES`.
     :param n_envs: Number of envs.
     :param seed: Seed.
     :param warmup: Env steps learnt before timing (0: none).
     :return: The model.
     """
-    model = _algorithm(name)("MlpPolicy", _make_env(n_envs, seed), seed=seed, device="cpu")
+    if name in LSTM_ENTRIES:
+        policy, kwargs = "MlpLstmPolicy", {"policy_kwargs": LSTM_POLICY_KWARGS}
+    else:
+        policy, kwargs = "MlpPolicy", {}
+    model = _algorithm(name)(policy, _make_env(n_envs, seed), seed=seed, device="cpu", **kwargs)
     if warmup:
         model.learn(warmup)
     return model
@@ -256,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import torch as th
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--entries", nargs="+", default=list(ENTRIES), choices=list(ENTRIES))
+    parser.add_argument("--entries", nargs="+", default=list(ENTRIES), choices=[*ENTRIES, *LSTM_ENTRIES])
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per timed measurement")
     parser.add_argument("--repeats", type=int, default=5)

@@ -128,6 +128,18 @@ def test_throughput_measures_every_entry(tmp_path: Path) -> None:
     assert rows["env"]["ratio_to_reference"] == pytest.approx(rows["env"]["median"] / rows["a2c"]["median"])
 
 
+def test_throughput_of_the_lstm_entries(tmp_path: Path) -> None:
+    """Our classes and RecurrentPPO with the same ``MlpLstmPolicy``, on request."""
+    entries = ["reinforce_lstm", "offpolicy_pg_lstm", "ppo_lstm"]
+    assert not set(entries) & set(throughput.ENTRIES)  # not in the default run
+    model = throughput.build_learner("offpolicy_pg_lstm", 2, 0, 0)
+    assert type(model).__name__ == "OffPolicyPG" and model.recurrent
+    args = ["--entries", *entries, "--n-envs", "2", "--steps", "100", "--repeats", "1", "--warmup", "0"]
+    throughput.main([*args, "--results-dir", str(tmp_path), "--tag", "_t"])
+    rows = json.loads((tmp_path / "throughput_t.json").read_text())["rows"]
+    assert [row["entry"] for row in rows] == entries and all(row["median"] > 0 for row in rows)
+
+
 def test_guard_cost_tiny_run(tmp_path: Path) -> None:
     throughput.main(["--guard", "--guard-steps", "2", "--repeats", "1", "--results-dir", str(tmp_path)])
     saved = json.loads((tmp_path / "throughput_guard.json").read_text())
