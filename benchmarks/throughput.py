@@ -11,6 +11,10 @@ alike) and the median reported:
 - not run by default, ``reinforce_lstm``, ``offpolicy_pg_lstm`` and ``ppo_lstm`` (sb3-contrib's
   ``RecurrentPPO``): the same with ``MlpLstmPolicy`` (``LSTM_POLICY_KWARGS`` for all three).
 
+``--masked`` measures the same on a task with action masks, Taxi-v4 (masks from ``info`` through
+``InfoActionMasker``), with sb3-contrib's ``MaskablePPO`` as the reference: entries ``env``,
+``reinforce``, ``offpolicy_pg``, ``ppo_mask`` (masks read from every env before every step).
+
 ``--guard`` measures instead what the non-finite guard of the optimiser step costs on a
 ``CnnPolicy`` (Atari-sized frames, 84x84x4): milliseconds per update of a plain ``optimizer.step()``,
 of the guarded step, and of the copies the guard before commit d8b0bac made at every update (a
@@ -22,6 +26,7 @@ Usage (from the repository root)::
     python -m benchmarks.throughput                 # 5 repeats of 20 000 steps each
     python -m benchmarks.throughput --quick         # smoke run, seconds
     python -m benchmarks.throughput --guard         # the guard's cost, CnnPolicy
+    python -m benchmarks.throughput --masked --tag _masked   # Taxi-v4 with action masks, next to MaskablePPO
 
 The medians and the ratios to A2C are printed and written to ``benchmarks/results/throughput<tag>.json``
 (``throughput_guard<tag>.json`` for ``--guard``).
@@ -44,40 +49,49 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 #: What is measured, in the order of the table.
 ENTRIES = ("env", "rollout", "reinforce", "offpolicy_pg", "a2c", "ppo")
-#: The recurrent entries (``MlpLstmPolicy``), measured on request (``--entries``).
+#: What ``--masked`` measures (on Taxi-v4 with action masks).
+MASKED_ENTRIES = ("env", "reinforce", "offpolicy_pg", "ppo_mask")
+#: The env of each mode.
+ENV_IDS = {False: "CartPole-v1", True: "Taxi-v4"}
+#: The recurrent entries (``MlpLstmPolicy``, CartPole-v1), measured on request (``--entries``).
 LSTM_ENTRIES = ("reinforce_lstm", "offpolicy_pg_lstm", "ppo_lstm")
 #: The LSTM policy of every recurrent entry (RecurrentPPO's rl-zoo3 CartPoleNoVel-v1 size).
 LSTM_POLICY_KWARGS: dict[str, Any] = {"lstm_hidden_size": 64, "net_arch": {"pi": [64], "vf": [64]}}
 
 
-def _make_env(n_envs: int, seed: int) -> Any:
+def _make_env(n_envs: int, seed: int, masked: bool = False) -> Any:
     from stable_baselines3.common.env_util import make_vec_env
 
-    return make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
+    from sb3_reinforce.common.masking import InfoActionMasker
+
+    wrapper = InfoActionMasker if masked else None
+    return make_vec_env(ENV_IDS[masked], n_envs=n_envs, seed=seed, wrapper_class=wrapper)
 
 
 def _algorithm(name: str) -> Any:
-    from sb3_contrib import RecurrentPPO
+    from sb3_contrib import MaskablePPO, RecurrentPPO
     from stable_baselines3 import A2C, PPO
 
     from sb3_reinforce import REINFORCE, OffPolicyPG
 
-    classes = {"reinforce": REINFORCE, "offpolicy_pg": OffPolicyPG, "a2c": A2C, "ppo": PPO, "ppo_lstm": RecurrentPPO}
+    classes = {"reinforce": REINFORCE, "offpolicy_pg": OffPolicyPG, "a2c": A2C, "ppo": PPO}
+    classes.update(ppo_mask=MaskablePPO, ppo_lstm=RecurrentPPO)
     return classes[name if name in classes else name.removesuffix("_lstm")]
 
 
-def time_env(n_envs: int, steps: int, seed: int) -> float:
+def time_env(n_envs: int, steps: int, seed: int, masked: bool = False) -> float:
     """
     Env steps per second of the vectorised env stepped with random actions.
 
     :param n_envs: Number of envs.
     :param steps: Env steps to time (``steps // n_envs`` vector steps).
     :param seed: Seed of the envs and actions.
+    :param masked: Taxi-v4 with action masks instead of CartPole-v1.
     :return: Env steps per second.
     """
-    env = _make_env(n_envs, seed)
+    env = _make_env(n_envs, seed, masked)
     env.reset()
-    actions = np.random.default_rng(seed).integers(0, 2, size=(steps // n_envs, n_envs))
+    actions = np.random.default_rng(seed).integers(0, env.action_space.n, size=(steps // n_envs, n_envs))
     start = time.perf_counter()
     for action in actions:
         env.step(action)
@@ -107,21 +121,23 @@ def time_rollout(n_envs: int, steps: int, seed: int) -> float:
     return (steps // n_envs) * n_envs / elapsed
 
 
-def build_learner(name: str, n_envs: int, seed: int, warmup: int) -> Any:
+def build_learner(name: str, n_envs: int, seed: int, warmup: int, masked: bool = False) -> Any:
     """
-    Build an algorithm with its default hyperparameters on ``n_envs`` CartPole-v1 envs and warm it up.
+    Build an algorithm with its default hyperparameters on ``n_envs`` envs and warm it up.
 
-    :param name: ``"reinforce"``, ``"offpolicy_pg"``, ``"a2c"``, ``"ppo"``, or one of :data:`LSTM_ENTRIES`.
+    :param name: ``"reinforce"``, ``"offpolicy_pg"``, ``"a2c"``, ``"ppo"``, ``"ppo_mask"``, or one of
+        :data:`LSTM_ENTRIES`.
     :param n_envs: Number of envs.
     :param seed: Seed.
     :param warmup: Env steps learnt before timing (0: none).
+    :param masked: Taxi-v4 with action masks instead of CartPole-v1.
     :return: The model.
     """
     if name in LSTM_ENTRIES:
         policy, kwargs = "MlpLstmPolicy", {"policy_kwargs": LSTM_POLICY_KWARGS}
     else:
         policy, kwargs = "MlpPolicy", {}
-    model = _algorithm(name)(policy, _make_env(n_envs, seed), seed=seed, device="cpu", **kwargs)
+    model = _algorithm(name)(policy, _make_env(n_envs, seed, masked), seed=seed, device="cpu", **kwargs)
     if warmup:
         model.learn(warmup)
     return model
@@ -142,22 +158,25 @@ def time_learn(model: Any, steps: int) -> float:
 
 
 def measure(
-    entries: Sequence[str], n_envs: int, steps: int, repeats: int, warmup: int, seed: int = 0
+    entries: Sequence[str], n_envs: int, steps: int, repeats: int, warmup: int, seed: int = 0, masked: bool = False
 ) -> dict[str, list[float]]:
     """
     Steps per second of every entry, ``repeats`` times in turn.
 
-    :param entries: Names from :data:`ENTRIES`.
+    :param entries: Names from :data:`ENTRIES` (:data:`MASKED_ENTRIES` when ``masked``).
     :param n_envs: Number of envs.
     :param steps: Env steps per timed measurement.
     :param repeats: Rounds over all entries.
     :param warmup: Warm-up env steps of each learner.
     :param seed: Seed.
+    :param masked: Taxi-v4 with action masks instead of CartPole-v1.
     :return: Entry name -> the measured rates, one per round.
     """
-    learners = {name: build_learner(name, n_envs, seed, warmup) for name in entries if name not in ("env", "rollout")}
+    learners = {
+        name: build_learner(name, n_envs, seed, warmup, masked) for name in entries if name not in ("env", "rollout")
+    }
     timers: dict[str, Callable[[], float]] = {
-        "env": lambda: time_env(n_envs, steps, seed),
+        "env": lambda: time_env(n_envs, steps, seed, masked),
         "rollout": lambda: time_rollout(n_envs, steps, seed),
     }
     rates: dict[str, list[float]] = {name: [] for name in entries}
@@ -268,7 +287,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     import torch as th
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--entries", nargs="+", default=list(ENTRIES), choices=[*ENTRIES, *LSTM_ENTRIES])
+    parser.add_argument(
+        "--entries", nargs="+", default=None, choices=sorted({*ENTRIES, *MASKED_ENTRIES, *LSTM_ENTRIES})
+    )
+    parser.add_argument("--masked", action="store_true", help="Taxi-v4 with action masks, next to MaskablePPO")
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per timed measurement")
     parser.add_argument("--repeats", type=int, default=5)
@@ -292,9 +314,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         out.write_text(json.dumps(dict(guard_steps=args.guard_steps, repeats=args.repeats, ms=guard), indent=1))
         print(f"written to {out}")
         return
-    rates = measure(args.entries, args.n_envs, args.steps, args.repeats, args.warmup)
-    rows = summarize(rates)
-    print(markdown_table(rows))
+    entries = args.entries or list(MASKED_ENTRIES if args.masked else ENTRIES)
+    reference = "ppo_mask" if args.masked else "a2c"
+    rates = measure(entries, args.n_envs, args.steps, args.repeats, args.warmup, masked=args.masked)
+    rows = summarize(rates, reference)
+    print(markdown_table(rows, reference))
     args.results_dir.mkdir(parents=True, exist_ok=True)
     out = args.results_dir / f"throughput{args.tag}.json"
     settings = {k: v for k, v in vars(args).items() if k not in ("quick", "results_dir")}

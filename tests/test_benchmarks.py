@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -138,6 +139,36 @@ def test_throughput_of_the_lstm_entries(tmp_path: Path) -> None:
     throughput.main([*args, "--results-dir", str(tmp_path), "--tag", "_t"])
     rows = json.loads((tmp_path / "throughput_t.json").read_text())["rows"]
     assert [row["entry"] for row in rows] == entries and all(row["median"] > 0 for row in rows)
+
+
+def test_throughput_masked_task(tmp_path: Path) -> None:
+    throughput.main(
+        [
+            *("--masked", "--entries", "env", "reinforce", "offpolicy_pg"),
+            *("--n-envs", "2", "--steps", "200", "--repeats", "1", "--warmup", "0"),
+            *("--results-dir", str(tmp_path), "--tag", "_m"),
+        ]
+    )
+    rows = {row["entry"]: row for row in json.loads((tmp_path / "throughput_m.json").read_text())["rows"]}
+    assert set(rows) == {"env", "reinforce", "offpolicy_pg"}  # MaskablePPO's default rollout is too long for a test
+    assert all(row["median"] > 0 for row in rows.values())
+
+
+@pytest.mark.parametrize("algo", ["reinforce", "ppo_mask"])
+def test_masked_task_runs_with_mask_aware_evaluation(algo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Taxi-v4 through rl-zoo3 (InfoActionMasker from the entry), MaskablePPO from this folder's file."""
+    calls: list[bool] = []
+    evaluate = sample_efficiency.evaluate_masked_policy
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(True)
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(sample_efficiency, "evaluate_masked_policy", spy)
+    setting = sample_efficiency.EnvSetting(threshold=1e9, budget=400, eval_freq=400, eval_episodes=1)
+    small = {"n_steps": 16, "batch_size": 64, "n_epochs": 1} if algo == "ppo_mask" else None  # a short test
+    run = sample_efficiency.run_one("Taxi-v4", algo, 0, setting, hyperparams=small)
+    assert run.n_envs == 8 and len(run.returns) >= 2 and calls
 
 
 def test_guard_cost_tiny_run(tmp_path: Path) -> None:

@@ -424,13 +424,15 @@ def test_custom_policy_that_cannot_mask_is_refused() -> None:
 def test_env_and_model_must_agree_on_masks() -> None:
     plain = REINFORCE("MlpPolicy", TabularEnv(masked_mdp()), seed=0)
     assert not plain.use_masking and type(plain.policy) is ActorCriticPolicy
+    plain.set_env(MaskedTabularEnv(masked_mdp()))
     with pytest.raises(ValueError, match="built without action masks"):
-        plain.set_env(MaskedTabularEnv(masked_mdp()))
+        plain.learn(10)
     with pytest.raises(ValueError, match="does not apply action masks"):
         plain.predict(np.eye(3, dtype=np.float32), action_masks=np.ones((3, 3), dtype=bool))
     masked = REINFORCE("MlpPolicy", MaskedTabularEnv(masked_mdp()), seed=0)
+    masked.set_env(TabularEnv(masked_mdp()))
     with pytest.raises(ValueError, match="ActionMasker"):
-        masked.set_env(TabularEnv(masked_mdp()))
+        masked.learn(10)
 
 
 def test_masks_of_the_wrong_size_are_reported() -> None:
@@ -458,3 +460,35 @@ def test_info_action_masker_reads_the_mask_from_info() -> None:
     assert model.use_masking
     with pytest.raises(KeyError, match="InfoActionMasker needs the env to report its action mask"):
         InfoActionMasker(gym.make("CartPole-v1")).reset()
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_learn_use_masking_as_maskable_ppo(algo: str) -> None:
+    """``learn(use_masking=...)`` as ``MaskablePPO.learn``: None follows the model, False trains without masks."""
+    mdp = masked_mdp()
+    model = ALGOS[algo]("MlpPolicy", TabularEnv(mdp), n_episodes=4, seed=0, policy_kwargs=TABULAR)
+    with pytest.raises(ValueError, match="use_masking=True is not allowed"):
+        model.learn(10, use_masking=True)
+    with pytest.raises(ValueError, match="use_masking='yes' is not allowed"):
+        model.learn(10, use_masking="yes")  # type: ignore[arg-type]
+    masked = ALGOS[algo]("MlpPolicy", MaskedTabularEnv(mdp), n_episodes=4, seed=0, policy_kwargs=TABULAR)
+    masked.set_env(TabularEnv(mdp))
+    with pytest.raises(ValueError, match="pass use_masking=False to learn"):
+        masked.learn(10)
+    masked.learn(200, use_masking=False)  # the env has no masks: every action is possible
+    seen = stored_episodes(masked)
+    assert seen.action_masks is None or seen.action_masks.all()
+    # A model with masks, on an env with masks, trained with them off: invalid actions are then taken.
+    raising = ALGOS[algo]("MlpPolicy", MaskedTabularEnv(mdp), n_episodes=4, seed=0, policy_kwargs=TABULAR)
+    with pytest.raises(ValueError, match="invalid action"):
+        raising.learn(500, use_masking=False)
+    raising.learn(200, use_masking=None)  # back to the model's masks: no invalid action
+
+
+def test_explicit_policy_class_without_masks_is_refused() -> None:
+    """As MaskablePPO: a policy class given explicitly is used as given, so one that cannot mask is refused."""
+    with pytest.raises(ValueError, match="policy=ActorCriticPolicy cannot apply action masks"):
+        REINFORCE(ActorCriticPolicy, MaskedTabularEnv(masked_mdp()))
+    model = REINFORCE(MaskableActorCriticPolicy, MaskedTabularEnv(masked_mdp()), n_episodes=2)
+    assert type(model.policy) is MaskableActorCriticPolicy
+    model.learn(20)

@@ -184,15 +184,12 @@ class EpisodeReplayBuffer(BaseBuffer):
         :param log_probs: ``log mu(a_t|s_t)`` of each step under the policy that sampled it, shape ``(T,)``.
         :param final_observation: The observation after the last step (one observation).
         :param truncated: Whether the episode ended by truncation rather than termination.
-        :param action_masks: The action mask of each step, shape ``(T, mask_size)``; required exactly
-            when the buffer was built with a ``mask_size``.
+        :param action_masks: The action mask of each step, shape ``(T, mask_size)``, for a buffer built
+            with a ``mask_size`` (None there: every action was allowed, e.g. ``learn(use_masking=False)``).
         """
         length = len(rewards)
-        if (action_masks is None) != (self.action_masks is None):
-            raise ValueError(
-                "action_masks must be given exactly when the buffer stores them (it was built with "
-                f"mask_size={None if self.action_masks is None else self.action_masks.shape[1]})"
-            )
+        if action_masks is not None and self.action_masks is None:
+            raise ValueError("this buffer stores no action masks (it was built with mask_size=None)")
         if length < 1:
             raise ValueError("an episode must have at least one step")
         if length > self.buffer_size:
@@ -208,8 +205,9 @@ class EpisodeReplayBuffer(BaseBuffer):
         self.actions[cells] = np.asarray(actions).reshape(length, self.action_dim)
         self.rewards[cells] = np.asarray(rewards, dtype=np.float32).reshape(length)
         self.log_probs[cells] = np.asarray(log_probs, dtype=np.float32).reshape(length)
-        if self.action_masks is not None:
-            self.action_masks[cells] = np.asarray(action_masks, dtype=bool).reshape(length, -1)
+        if self.action_masks is not None:  # an episode played without masks allowed every action
+            masks = True if action_masks is None else np.asarray(action_masks, dtype=bool).reshape(length, -1)
+            self.action_masks[cells] = masks
         slot = int(self._slots(np.array([self.n_episodes]))[0])
         self._write(self.final_observations, np.array([slot]), final_observation, 1)
         self.episode_meta[slot] = (self.pos << 1) | int(bool(truncated))

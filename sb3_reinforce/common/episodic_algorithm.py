@@ -167,6 +167,10 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         self.vf_epochs, self.vf_batch_size, self.vf_learning_rate = vf_epochs, vf_batch_size, vf_learning_rate
         self.vf_optimizer: th.optim.Optimizer | None = None
         self._vf_guard = GuardedStep()
+        # A policy given by name may become its maskable counterpart (docs/masking.md); a class is used as given.
+        self._policy_alias = isinstance(policy, str)
+        # Whether the current learn() applies action masks (learn()'s use_masking).
+        self._use_masking_arg: bool | None = None
         # Bad hyperparameters are reported before the env is even built.
         if not callable(learning_rate):
             check_number("learning_rate", learning_rate, 0.0, low_inclusive=False)
@@ -194,6 +198,8 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         self.use_masking = self.env is not None and env_has_action_masks(self.env)
         # SB3's load() builds the model without an env, hence without spaces yet.
         self._check_action_space(getattr(self, "action_space", None))
+        if _init_setup_model:  # load() restores the saved policy class, then checks the env at learn()
+            self._check_masking_policy()
         self._collector: EpisodeCollector | None = None
         self._step_guard = GuardedStep()
         if _init_setup_model:
@@ -302,39 +308,71 @@ class EpisodicPolicyGradient(BaseAlgorithm):
             )
         if self.use_masking:
             check_maskable_action_space(action_space)
-            masked_policy_class(self.policy_class)  # a custom policy that cannot apply masks is refused now
 
-    def _check_env_masks(self, env: VecEnv) -> None:
+    def _check_masking_policy(self) -> None:
+        """Refuse a policy class given explicitly that cannot apply the env's action masks (docs/masking.md)."""
+        if not self.use_masking or policy_takes_masks(self.policy_class):
+            return
+        if not self._policy_alias:
+            raise ValueError(
+                f"The env exposes action_masks(), but policy={self.policy_class.__name__} cannot apply action "
+                "masks: give the policy by name ('MlpPolicy', 'CnnPolicy', 'MultiInputPolicy': they become "
+                "maskable ones), or a subclass of sb3_contrib.common.maskable.policies.MaskableActorCriticPolicy"
+            )
+        masked_policy_class(self.policy_class)  # a name without a maskable counterpart is refused now
+
+    def _check_env_masks(self, env: VecEnv, use_masking: bool | None = None) -> None:
         """
         Refuse an env whose action masks do not match the model: masks the policy would ignore, or none to apply.
 
         :param env: The training env.
+        :param use_masking: ``learn()``'s ``use_masking``: False accepts any env (masks are not used).
         """
+        if use_masking is False:
+            return
         has_masks = env_has_action_masks(env)
         if has_masks and not self.use_masking:
             raise ValueError(
                 "The env exposes action_masks(), but this model was built without action masks, so its policy would "
-                "ignore them: build the model with an env that has them (the policy then becomes a maskable one)"
+                "ignore them: build the model with an env that has them (the policy then becomes a maskable one), "
+                "or pass use_masking=False to learn() to train without them"
             )
         if self.use_masking and not has_masks:
             raise ValueError(
                 "This model applies action masks (the env it was built with exposes action_masks()), but the env "
-                "does not: wrap each of its envs in sb3_contrib.common.wrappers.ActionMasker, or give it an "
-                "action_masks() method"
+                "does not: wrap each of its envs in sb3_contrib.common.wrappers.ActionMasker, give it an "
+                "action_masks() method, or pass use_masking=False to learn() to train without masks"
             )
+
+    def _masking_for_learn(self, use_masking: bool | None) -> bool:
+        """
+        Whether this ``learn()`` call applies action masks.
+
+        :param use_masking: ``learn()``'s argument: None follows the model, True requires masks, False turns them off.
+        :return: True when the collector reads and applies the env's masks.
+        """
+        if use_masking is None:
+            return self.use_masking
+        if not isinstance(use_masking, (bool, np.bool_)):
+            raise ValueError(f"use_masking={use_masking!r} is not allowed: it must be True, False or None")
+        if use_masking and not self.use_masking:
+            raise ValueError(
+                "use_masking=True is not allowed: this model was built with an env without action_masks(), so its "
+                "policy cannot apply masks; build it with an env that has them"
+            )
+        return bool(use_masking)
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         """
         Replace the training env (see SB3's ``BaseAlgorithm.set_env``).
 
         Episodes running in the old env are dropped; the new env's are recorded from their start.
+        Whether its action masks match the model is checked by ``learn()`` (docs/masking.md).
 
         :param env: The new environment; its spaces must match the model's.
         :param force_reset: Force a reset of the new env at the next ``learn()``.
         """
         super().set_env(env, force_reset=force_reset)
-        assert self.env is not None
-        self._check_env_masks(self.env)
         self._collector = None
 
     # ------------------------------------------------------------------ model
@@ -357,18 +395,32 @@ class EpisodicPolicyGradient(BaseAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         # The collector holds the episodes under way: a loaded model starts afresh (SB3 resets its env).
-        return [*super()._excluded_save_params(), "_collector", "_step_guard", "vf_optimizer", "_vf_guard"]
+        return [
+            *super()._excluded_save_params(),
+            "_collector",
+            "_step_guard",
+            "vf_optimizer",
+            "_vf_guard",
+            "_use_masking_arg",
+            "_policy_alias",
+        ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.optimizer"]
         return [*state_dicts, "vf_optimizer"] if self.vf_optimizer is not None else state_dicts, []
 
-    def _make_collector(self, n_envs: int) -> EpisodeCollector:
-        """The collector of this algorithm's batch rule."""
+    def _make_collector(self, n_envs: int, mask_size: int | None) -> EpisodeCollector:
+        """
+        The collector of this algorithm's batch rule.
+
+        :param n_envs: Number of envs.
+        :param mask_size: Entries of the action masks it reads and applies (None: no masks).
+        :return: The collector.
+        """
         raise NotImplementedError
 
     def _mask_size(self) -> int | None:
-        """Entries of the action masks the collector reads and records (None: no masks)."""
+        """Entries of the model's action masks (None: the model has none)."""
         return mask_size(self.action_space) if self.use_masking else None
 
     # ------------------------------------------------------------------ learning
@@ -384,12 +436,14 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         # SB3's _setup_learn resets the env exactly when it starts counting afresh or has no observation yet.
         env_reset = reset_num_timesteps or self._last_obs is None
         if self.env is not None:
-            self._check_env_masks(self.env)
+            self._check_env_masks(self.env, self._use_masking_arg)
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         assert self.env is not None
-        if self._collector is None or self._collector.n_envs != self.env.num_envs:
-            self._collector = self._make_collector(self.env.num_envs)
-        self._collector.on_learn_start(self, env_reset)
+        masks = self._mask_size() if self._masking_for_learn(self._use_masking_arg) else None
+        collector = self._collector
+        if collector is None or collector.n_envs != self.env.num_envs or collector.mask_size != masks:
+            collector = self._collector = self._make_collector(self.env.num_envs, masks)
+        collector.on_learn_start(self, env_reset)
         return result
 
     def learn(
@@ -400,6 +454,7 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         tb_log_name: str | None = None,
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
+        use_masking: bool | None = None,
     ) -> SelfEpisodicPolicyGradient:
         """
         Train: collect, update, repeat, until ``total_timesteps`` env steps have been taken.
@@ -416,9 +471,13 @@ class EpisodicPolicyGradient(BaseAlgorithm):
             ``"REINFORCE"`` or ``"OffPolicyPG"``).
         :param reset_num_timesteps: Whether or not to reset the current timestep number (used in logging).
         :param progress_bar: Display a progress bar using tqdm and rich.
+        :param use_masking: Apply the env's action masks (docs/masking.md): None (default) when the model
+            has them, True to require them, False to train without them (``MaskablePPO.learn``'s option).
         :return: The trained model.
         """
         self._validate_hyperparameters()
+        self._masking_for_learn(use_masking)  # checked before any env step
+        self._use_masking_arg = use_masking
         iteration = 0
         total_timesteps, callback = self._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name or type(self).__name__, progress_bar

@@ -239,7 +239,7 @@ class OffPolicyPG(EpisodicPolicyGradient):
             mask_size=self._mask_size(),
         )
 
-    def _make_collector(self, n_envs: int) -> EpisodeCollector:
+    def _make_collector(self, n_envs: int, mask_size: int | None) -> EpisodeCollector:
         """
         The rule of docs/maths.md §2.2: envs are not reset between rollouts; a rollout ends
         once ``n_episodes`` more episodes have ended, and the episodes still running continue in the next.
@@ -247,7 +247,7 @@ class OffPolicyPG(EpisodicPolicyGradient):
         it samples), and an episode that outgrows the buffer stops training as soon as it does.
         """
         return EpisodeCollector(
-            n_envs, fresh_start=False, record_original=True, capacity=self.buffer_size, mask_size=self._mask_size()
+            n_envs, fresh_start=False, record_original=True, capacity=self.buffer_size, mask_size=mask_size
         )
 
     # ------------------------------------------------------------------ replay buffer

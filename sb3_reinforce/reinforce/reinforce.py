@@ -170,7 +170,7 @@ class REINFORCE(EpisodicPolicyGradient):
         )
         self.rollout_buffer = None
 
-    def _make_collector(self, n_envs: int) -> EpisodeCollector:
+    def _make_collector(self, n_envs: int, mask_size: int | None) -> EpisodeCollector:
         """
         The batch rule of docs/maths.md §2.1: every env is reset at each rollout (unless SB3 has just reset
         them at the start of ``learn()``); the batch is the first ``n_episodes`` episodes to start (ties
@@ -178,7 +178,7 @@ class REINFORCE(EpisodicPolicyGradient):
         episodes are simulated but unused: they count in ``num_timesteps`` and are logged as
         ``rollout/unused_steps``.
         """
-        return EpisodeCollector(n_envs, fresh_start=True, mask_size=self._mask_size())
+        return EpisodeCollector(n_envs, fresh_start=True, mask_size=mask_size)
 
     def _store_episodes(self, episodes: EpisodeBatch) -> None:
         self.rollout_buffer = episodes
