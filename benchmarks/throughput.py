@@ -15,6 +15,11 @@ alike) and the median reported:
 ``InfoActionMasker``), with sb3-contrib's ``MaskablePPO`` as the reference: entries ``env``,
 ``reinforce``, ``offpolicy_pg``, ``ppo_mask`` (masks read from every env before every step).
 
+``--scores`` measures the per-step scores of the optimal baselines (``baselines.per_step_scores``)
+on batches of ``--score-steps`` CartPole-v1 steps with the default ``MlpPolicy``: seconds per
+batch, chunk by chunk (a feed-forward policy) and through the whole batch's graph (the way a
+recurrent policy needs).
+
 ``--guard`` measures instead what the non-finite guard of the optimiser step costs on a
 ``CnnPolicy`` (Atari-sized frames, 84x84x4): milliseconds per update of a plain ``optimizer.step()``,
 of the guarded step, and of the copies the guard before commit d8b0bac made at every update (a
@@ -26,6 +31,7 @@ Usage (from the repository root)::
     python -m benchmarks.throughput                 # 5 repeats of 20 000 steps each
     python -m benchmarks.throughput --quick         # smoke run, seconds
     python -m benchmarks.throughput --guard         # the guard's cost, CnnPolicy
+    python -m benchmarks.throughput --scores        # per-step scores of the optimal baselines
     python -m benchmarks.throughput --masked --tag _masked   # Taxi-v4 with action masks, next to MaskablePPO
 
 The medians and the ratios to A2C are printed and written to ``benchmarks/results/throughput<tag>.json``
@@ -278,6 +284,46 @@ def measure_guard(batch_steps: int, repeats: int, seed: int = 0) -> dict[str, fl
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def measure_scores(batch_steps: Sequence[int], repeats: int, seed: int = 0) -> list[dict[str, float]]:
+    """
+    Seconds to compute the per-step scores of a batch, chunk by chunk and through the whole graph.
+
+    :param batch_steps: Batch sizes (steps of one CartPole-v1-shaped batch of random observations).
+    :param repeats: Timed repetitions of each measurement (the median is kept).
+    :param seed: Seed of the policy and the batch.
+    :return: One row per batch size: ``steps``, ``chunked_s``, ``whole_graph_s``.
+    """
+    from sb3_reinforce import REINFORCE
+    from sb3_reinforce.common.baselines import per_step_scores
+    from sb3_reinforce.common.episodes import EpisodeBatch
+
+    model = REINFORCE("MlpPolicy", "CartPole-v1", seed=seed, device="cpu")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for steps in batch_steps:
+        batch = EpisodeBatch(
+            observations=rng.normal(size=(steps, 4)).astype(np.float32),
+            actions=rng.integers(0, 2, steps),
+            rewards=np.ones(steps),
+            lengths=np.array([steps]),
+            truncated=np.array([False]),
+            terminal_observations=np.zeros((1, 4), np.float32),
+            log_probs=np.zeros(steps),
+        )
+        evaluation = model._evaluate_episodes(batch)
+        parameters = list(model.policy.parameters())
+        timings: dict[str, list[float]] = {"chunked_s": [], "whole_graph_s": []}
+        for _ in range(repeats):
+            for name, by_chunk in (("chunked_s", evaluation.step_log_prob), ("whole_graph_s", None)):
+                start = time.perf_counter()
+                per_step_scores(evaluation.log_prob, parameters, step_log_prob=by_chunk)
+                timings[name].append(time.perf_counter() - start)
+        rows.append(dict(steps=steps, **{name: statistics.median(values) for name, values in timings.items()}))
+        chunked, whole = rows[-1]["chunked_s"], rows[-1]["whole_graph_s"]
+        print(f"{steps:>6} steps: chunk by chunk {chunked:.2f} s, whole graph {whole:.2f} s")
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """
     Command-line entry point (see the module docstring).
@@ -300,11 +346,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats of 2 000 steps, warm-up 1 000")
     parser.add_argument("--guard", action="store_true", help="measure the cost of the optimiser-step guard instead")
     parser.add_argument("--guard-steps", type=int, default=256, help="frames in the batch of --guard's update")
+    parser.add_argument("--scores", action="store_true", help="time the per-step scores of the optimal baselines")
+    parser.add_argument("--score-steps", type=int, nargs="+", default=[500, 2000, 4000], help="batch sizes of --scores")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.repeats, args.warmup, args.tag = 2_000, 2, 1_000, args.tag or "_quick"
 
     th.set_num_threads(1)
+    if args.scores:
+        rows = measure_scores(args.score_steps, max(1, min(args.repeats, 3)))
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        out = args.results_dir / f"throughput_scores{args.tag}.json"
+        out.write_text(json.dumps(dict(rows=rows), indent=1))
+        print(f"written to {out}")
+        return
     if args.guard:
         guard = measure_guard(args.guard_steps, max(args.repeats, 3))
         for name, milliseconds in guard.items():

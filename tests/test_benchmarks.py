@@ -171,6 +171,12 @@ def test_masked_task_runs_with_mask_aware_evaluation(algo: str, monkeypatch: pyt
     assert run.n_envs == 8 and len(run.returns) >= 2 and calls
 
 
+def test_score_timing_tiny_run(tmp_path: Path) -> None:
+    throughput.main(["--scores", "--score-steps", "20", "--repeats", "1", "--results-dir", str(tmp_path)])
+    (row,) = json.loads((tmp_path / "throughput_scores.json").read_text())["rows"]
+    assert row["steps"] == 20 and row["chunked_s"] > 0 and row["whole_graph_s"] > 0
+
+
 def test_guard_cost_tiny_run(tmp_path: Path) -> None:
     throughput.main(["--guard", "--guard-steps", "2", "--repeats", "1", "--results-dir", str(tmp_path)])
     saved = json.loads((tmp_path / "throughput_guard.json").read_text())

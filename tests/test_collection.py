@@ -416,8 +416,12 @@ def test_truncated_episodes_are_bootstrapped_only_with_value_baseline(baseline):
         expected_pg = -np.log(0.5) * (returns - others).sum() / 2
         assert logged["train/value_loss"] == 0.0
     else:
-        # optimal with 2 episodes: b_i = ||g_j||^2 R_j / ||g_j||^2 = R_j, the other episode's return
-        others = np.repeat([returns[4], returns[0]], [4, 3])
+        # optimal (optimal_constant) with 2 episodes: b_i is the other episode's Ĝ_t averaged with the
+        # weights ||grad log pi(a_t|s_t)||^2 = (1 + ||s_t||^2) / 2 (uniform policy, 2 actions, linear logits)
+        weights = (1.0 + np.array([0.5, 0.05, 0.08, 0.13])) / 2  # ||s_t||^2 = 0.5, then (0.1 t)^2 + 0.04
+        others = np.repeat(
+            [weights[:3] @ returns[4:] / weights[:3].sum(), weights @ returns[:4] / weights.sum()], [4, 3]
+        )
         expected_pg = -np.log(0.5) * (returns - others).sum() / 2
         assert logged["train/value_loss"] == 0.0
     assert logged["train/policy_loss"] == pytest.approx(expected_pg, rel=1e-5)

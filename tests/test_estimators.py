@@ -10,18 +10,11 @@ from __future__ import annotations
 
 import math
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from stable_baselines3.common.policies import ActorCriticPolicy
 
-from sb3_reinforce.common.baselines import (
-    BASELINES,
-    episode_score_sq_norms,
-    leave_one_out_mean,
-    optimal_baseline,
-)
+from sb3_reinforce.common.baselines import BASELINES, leave_one_out_mean
 from sb3_reinforce.common.episodes import (
     EpisodeBatch,
     episode_index,
@@ -90,19 +83,6 @@ def ref_leave_one_out(returns, lengths, to_go):
     for i in range(n):
         for t in range(len(episodes[i])):
             out.append(math.fsum(value(j, t) for j in range(n) if j != i) / (n - 1))
-    return np.array(out)
-
-
-def ref_optimal(norms, returns):
-    n = len(returns)
-    out = []
-    for i in range(n):
-        others = [j for j in range(n) if j != i]
-        den = math.fsum(norms[j] for j in others)
-        if den > 0:
-            out.append(math.fsum(norms[j] * returns[j] for j in others) / den)
-        else:
-            out.append(math.fsum(returns[j] for j in others) / len(others))
     return np.array(out)
 
 
@@ -300,7 +280,15 @@ def test_returns_are_float64():
 
 
 def test_baseline_names():
-    assert set(BASELINES) == {"none", "mean", "optimal", "value"}
+    assert set(BASELINES) == {
+        "none",
+        "mean",
+        "optimal",
+        "optimal_constant",
+        "optimal_time",
+        "optimal_coordinate",
+        "value",
+    }
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -343,107 +331,6 @@ def test_leave_one_out_ignores_own_episode(to_go):
     changed[:3] = 1e17
     after = leave_one_out_mean(changed, lengths, to_go)
     np.testing.assert_allclose(after[:3], before[:3], rtol=1e-12)
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_optimal_baseline_matches_loop(seed):
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(2, 9))
-    norms = rng.exponential(size=n) * 10.0 ** rng.uniform(-3, 3, size=n)
-    returns = rng.normal(size=n) * 50.0
-    assert_close(optimal_baseline(norms, returns), ref_optimal(norms, returns), rtol=1e-9, atol=1e-9)
-
-
-def test_optimal_baseline_by_hand_and_zero_scores():
-    norms = np.array([1.0, 3.0, 0.0])
-    returns = np.array([10.0, 20.0, 40.0])
-    # b_0 = 3*20/3, b_1 = 1*10/1, b_2 = (10 + 60)/4
-    np.testing.assert_allclose(optimal_baseline(norms, returns), [20.0, 10.0, 17.5])
-    # the other episodes' scores are all zero: the plain leave-one-out mean of their returns
-    norms = np.array([0.0, 0.0, 5.0])
-    expected = ref_optimal(norms, returns)
-    np.testing.assert_allclose(optimal_baseline(norms, returns), expected)
-    # b_0 and b_1 see episode 2's score only; b_2 sees two zero scores and falls back to (10 + 20) / 2
-    np.testing.assert_allclose(expected, [40.0, 40.0, 15.0])
-    np.testing.assert_allclose(optimal_baseline(np.zeros(3), returns), [30.0, 25.0, 15.0])
-
-
-def test_optimal_baseline_needs_two_episodes():
-    with pytest.raises(ValueError, match="2"):
-        optimal_baseline(np.array([1.0]), np.array([3.0]))
-
-
-def test_optimal_baseline_ignores_own_episode():
-    """docs/maths.md §5: b_i uses only the other episodes, even when episode i's score or return is huge."""
-    norms = np.array([1.0, 3.0, 2.0])
-    returns = np.array([10.0, 20.0, 40.0])
-    before = optimal_baseline(norms, returns)
-    after = optimal_baseline(np.array([1e20, 3.0, 2.0]), np.array([1e3, 20.0, 40.0]))
-    np.testing.assert_allclose(after[0], before[0], rtol=1e-12)
-    after = optimal_baseline(norms, np.array([1e18, 20.0, 40.0]))
-    np.testing.assert_allclose(after[0], before[0], rtol=1e-12)
-
-
-class TinyPolicy(th.nn.Module):
-    """A float64 softmax policy with one parameter that log_prob never uses and one frozen parameter."""
-
-    def __init__(self):
-        super().__init__()
-        gen = th.Generator().manual_seed(0)
-        self.layer = th.nn.Linear(3, 4, dtype=th.float64)
-        self.head = th.nn.Linear(4, 3, dtype=th.float64)
-        self.unused = th.nn.Parameter(th.ones(2, dtype=th.float64))
-        self.frozen = th.nn.Parameter(th.randn(4, generator=gen, dtype=th.float64), requires_grad=False)
-        with th.no_grad():
-            for p in (*self.layer.parameters(), *self.head.parameters()):
-                p.copy_(th.randn(p.shape, generator=gen, dtype=th.float64))
-
-    def log_prob(self, obs, actions):
-        logits = self.head(th.tanh(self.layer(obs)) + self.frozen)
-        return th.distributions.Categorical(logits=logits).log_prob(actions)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_episode_score_sq_norms_matches_per_episode_backward(seed):
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, 12, size=int(rng.integers(1, 6)))
-    obs = th.as_tensor(rng.normal(size=(int(lengths.sum()), 3)))
-    actions = th.as_tensor(rng.integers(0, 3, size=int(lengths.sum())))
-    policy = TinyPolicy()
-    log_prob = policy.log_prob(obs, actions)
-    norms = episode_score_sq_norms(log_prob, lengths, list(policy.parameters()))
-    # it must not accumulate into .grad, and must keep the graph for the backward pass that follows
-    assert all(p.grad is None for p in policy.parameters())
-    log_prob.sum().backward()
-
-    expected = []
-    for start, length in zip(episode_offsets(lengths), lengths):
-        policy.zero_grad(set_to_none=True)
-        episode_log_prob = policy.log_prob(obs[start : start + length], actions[start : start + length])
-        episode_log_prob.sum().backward()
-        expected.append(sum(float((p.grad**2).sum()) for p in policy.parameters() if p.grad is not None))
-    assert norms.dtype == np.float64
-    assert norms.shape == (len(lengths),)
-    np.testing.assert_allclose(norms, expected, rtol=1e-10)
-    assert np.all(norms > 0)
-
-
-def test_episode_score_sq_norms_with_sb3_policy():
-    env_obs = gym.spaces.Box(-1.0, 1.0, (4,))
-    policy = ActorCriticPolicy(env_obs, gym.spaces.Discrete(3), lambda _: 1e-3, net_arch=[8])
-    rng = np.random.default_rng(3)
-    lengths = np.array([5, 1, 7, 2])
-    obs = th.as_tensor(rng.uniform(-1, 1, size=(15, 4)), dtype=th.float32)
-    actions = th.as_tensor(rng.integers(0, 3, size=15))
-    _, log_prob, _ = policy.evaluate_actions(obs, actions)
-    norms = episode_score_sq_norms(log_prob, lengths, list(policy.parameters()))
-    expected = []
-    for start, length in zip(episode_offsets(lengths), lengths):
-        policy.zero_grad(set_to_none=True)
-        _, lp, _ = policy.evaluate_actions(obs[start : start + length], actions[start : start + length])
-        lp.sum().backward()
-        expected.append(sum(float((p.grad.double() ** 2).sum()) for p in policy.parameters() if p.grad is not None))
-    np.testing.assert_allclose(norms, expected, rtol=1e-4)
 
 
 # ----------------------------------------------------------------------------- surrogate.py

@@ -25,7 +25,10 @@ Teeth: the same harness rejects deliberately wrong estimators, made by monkeypat
 the library uses (``surrogate_loss``, ``discount_weights`` and ``discounted_returns`` in
 ``sb3_reinforce.common.estimator``, ``leave_one_out_mean`` in ``sb3_reinforce.common.baselines``): sign flip, mean over
 steps (globally and per episode), gamma ignored in the returns, a baseline that includes the episode
-itself.  Each must give ``max |t| > 2 Z``.
+itself (the mean, and each optimal baseline with ``leave_one_out_ratio`` summing episode ``i`` too).
+Each must give ``max |t| > 2 Z``.  Measured for the optimal baselines: correct runs ``max |t|``
+0.3-3.1 with power 16-52; the self-including versions at N = 2 (400 batches) 11.6 (constant),
+21.2 (per step) and 105 (per coordinate), so the teeth tests use 600 batches.
 
 docs/maths.md §2 (which episodes form a batch with several envs) is checked on the random-length MDP with a
 ``DummyVecEnv`` of 3 envs, and a numpy reference simulation shows that the same statistic rejects
@@ -47,7 +50,7 @@ The wrong estimators give ``max |t|`` of 16-65.  Instead of the full cross produ
 cover every baseline at least twice, both MDPs, reward-to-go on and off, gamma = 1 and < 1 with
 both discount modes, and every distinct expectation (``kappa`` in ``tabular_mdp``).  The
 ``n_envs=3`` test uses N = 5, K = 600: its projected SE is 0.048 against a first-to-finish bias of
-norm 0.39 (8 SE).  The whole file takes about 65 s of CPU.
+norm 0.39 (8 SE).  The whole file takes about 90 s of CPU.
 
 Discounting (derived in ``tabular_mdp`` and confirmed below): without reward-to-go, ``Ĝ_t = R(tau)`` is
 already discounted from the start of the episode, so ``sum_t grad log pi(a_t|s_t) R(tau)`` is exactly
@@ -430,6 +433,13 @@ CASES = [
     Case("fixed_horizon", GAMMA, "mean", False, False),
     # gamma < 1, no reward-to-go, unbiased_discount=True: the library keeps lambda = 1, so grad J_gamma.
     Case("fixed_horizon", GAMMA, "none", False, True),
+    # The explicit optimal baselines (docs/maths.md §5.4); "optimal" above is optimal_constant.
+    Case("random_length", GAMMA, "optimal_constant", False, False),
+    Case("random_length", 1.0, "optimal_time", True, False),
+    Case("fixed_horizon", GAMMA, "optimal_time", False, False, n_envs=1),
+    Case("random_length", GAMMA, "optimal_coordinate", True, True),
+    Case("fixed_horizon", 1.0, "optimal_coordinate", False, False),
+    Case("fixed_horizon", GAMMA, "optimal_coordinate", True, False),
 ]
 
 
@@ -567,6 +577,38 @@ def test_teeth_baseline_uses_own_episode(monkeypatch: pytest.MonkeyPatch) -> Non
     samples = library_gradient_samples(mdp, gamma=1.0, n_episodes=2, n_batches=400, baseline="mean")
     expected, _ = exact_targets(mdp, 1.0, True, False)
     assert_rejected(samples, expected, "the self-including mean baseline")
+
+
+@pytest.mark.parametrize("baseline", ["optimal_constant", "optimal_time", "optimal_coordinate"])
+def test_teeth_optimal_baseline_uses_own_episode(monkeypatch: pytest.MonkeyPatch, baseline: str) -> None:
+    """
+    An optimal baseline whose ratio also sums episode ``i`` itself (not leave-one-out) is rejected.
+
+    With N = 2 the self-including ratio puts episode ``i``'s own weighted return into its baseline:
+    ``b_i = (w_i G_i + w_j G_j) / (w_i + w_j)``, which correlates with episode ``i``'s actions.
+    """
+
+    def make(orig: Any) -> Any:
+        def with_self(numerator: np.ndarray, denominator: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+            total, weight = numerator.sum(axis=0), denominator.sum(axis=0)
+            own_included = np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), fallback)
+            return np.broadcast_to(own_included, np.broadcast_shapes(numerator.shape, np.shape(fallback))).copy()
+
+        return with_self
+
+    _patch(monkeypatch, BASELINES_MODULE, "leave_one_out_ratio", make)
+    mdp = fixed_horizon_mdp()
+    samples = library_gradient_samples(mdp, gamma=1.0, n_episodes=2, n_batches=600, baseline=baseline)
+    expected, _ = exact_targets(mdp, 1.0, True, False)
+    assert_rejected(samples, expected, f"the self-including {baseline} baseline")
+
+
+def test_optimal_baseline_with_two_episodes_is_unbiased() -> None:
+    """The leave-one-out version at the same N = 2 and budget as the teeth above passes."""
+    mdp = fixed_horizon_mdp()
+    samples = library_gradient_samples(mdp, gamma=1.0, n_episodes=2, n_batches=400, baseline="optimal_coordinate")
+    expected, _ = exact_targets(mdp, 1.0, True, False)
+    assert_matches(samples, expected, "the exact expectation with optimal_coordinate and N = 2")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ none of the library's estimator functions:
 - truncated episodes (``TimeLimit``) bootstrapped with ``r_{T-1} += gamma V(s_T)`` only with the
   value baseline (docs/maths.md §3);
 - baselines: leave-one-out mean per (episode, time step) with the fill of docs/maths.md §5.1 past an episode's
-  end; the optimal baseline from per-episode score norms, each from its own forward and backward
-  pass; the value head;
+  end; the optimal baselines of docs/maths.md §5.4 from per-step scores, each from its own backward
+  pass (the per-coordinate one as the term ``sum_k theta_k c_k`` of the loss); the value head;
 - advantage standardisation (mean 0, sample std with ddof=1, ``+1e-8``: the library's documented
   convention, as in SB3's PPO), ``lambda_t``, the mean over episodes, entropy and value terms, and
   gradient-norm clipping (torch's ``clip_grad_norm_`` rule, ``max_norm / (norm + 1e-6)``).
@@ -122,6 +122,36 @@ CONFIGS = [
         random_length_env,
         {"baseline": "optimal", "gamma": 0.8, "reward_to_go": False, "unbiased_discount": True},
     ),
+    Config(
+        "rl-optimal_constant-rtg-unbiased",
+        random_length_env,
+        {"baseline": "optimal_constant", "gamma": 0.9, "unbiased_discount": True},
+    ),
+    Config(
+        "rl-optimal_time-rtg-unbiased",
+        random_length_env,
+        {"baseline": "optimal_time", "gamma": 0.9, "unbiased_discount": True},
+    ),
+    Config(
+        "fh-optimal_time-wholereturn",
+        fixed_horizon_env,
+        {"baseline": "optimal_time", "gamma": 0.8, "reward_to_go": False},
+    ),
+    Config(
+        "rl-optimal_coordinate-rtg-unbiased",
+        random_length_env,
+        {"baseline": "optimal_coordinate", "gamma": 0.9, "unbiased_discount": True},
+    ),
+    Config(
+        "rl-optimal_coordinate-wholereturn",
+        random_length_env,
+        {"baseline": "optimal_coordinate", "gamma": 0.8, "reward_to_go": False},
+    ),
+    Config(
+        "rl-optimal_coordinate-normalize",
+        random_length_env,
+        {"baseline": "optimal_coordinate", "gamma": 0.9, "normalize_advantage": True},
+    ),
     Config("rl-value-rtg", random_length_env, {"baseline": "value", "gamma": 0.9, "vf_coef": 0.7}),
     Config(
         "tl-value-rtg-bootstrap",
@@ -199,6 +229,20 @@ CONFIGS = [
         {"baseline": "optimal", "gamma": 0.95},
         policy_kwargs={"net_arch": [8]},
         n_episodes=4,
+    ),
+    Config(
+        "cartpole-mlp-optimal_coordinate-clip",
+        cartpole_env,
+        {"baseline": "optimal_coordinate", "gamma": 0.95, "max_grad_norm": 0.5},
+        policy_kwargs={"net_arch": [8]},
+        n_episodes=4,
+    ),
+    Config(
+        "vec3-tl-optimal_time",
+        vec_time_limited_env,
+        {"baseline": "optimal_time", "gamma": 0.9},
+        n_episodes=5,
+        expect_truncations=True,
     ),
     Config(
         "cartpole-mlp-mean-wholereturn",
@@ -293,8 +337,9 @@ def reference_update(
         else:
             returns.append([total] * len(ep))
 
-    # Baselines b_t.
+    # Baselines b_t (and b_{t,k} of the per-coordinate baseline, which enters the loss on its own).
     baselines: list[list[float]] = []
+    coordinate: list[list[th.Tensor]] | None = None
     if baseline == "none":
         baselines = [[0.0] * length for length in lengths]
     elif baseline == "mean":
@@ -311,36 +356,35 @@ def reference_update(
                         acc += 0.0 if reward_to_go else whole_returns[j]
                 b_i.append(acc / (n_episodes - 1))
             baselines.append(b_i)
-    elif baseline == "optimal":
-        sq_norms = []
-        ep_obs = split(np.asarray(batch.observations), batch.lengths)
-        ep_actions = split(actions.numpy(), batch.lengths)
-        for i in range(n_episodes):
-            ep_logits, _ = forward(policy, th.as_tensor(ep_obs[i], dtype=th.float64))
-            ep_log_pi = th.log_softmax(ep_logits, dim=-1)
-            ep_log_prob = ep_log_pi[th.arange(lengths[i]), th.as_tensor(ep_actions[i])]
-            grads = th.autograd.grad(ep_log_prob.sum(), list(named.values()), allow_unused=True)
-            sq_norms.append(sum(float((g**2).sum()) for g in grads if g is not None))
-        for i in range(n_episodes):
-            num = sum(sq_norms[j] * whole_returns[j] for j in range(n_episodes) if j != i)
-            den = sum(sq_norms[j] for j in range(n_episodes) if j != i)
-            assert den > 0
-            baselines.append([num / den] * lengths[i])
+    elif baseline.startswith("optimal"):
+        baselines, coordinate = reference_optimal_baseline(
+            baseline, log_prob, list(named.values()), lengths, returns, whole_returns, reward_to_go, gamma, unbiased
+        )
     elif baseline == "value":
         baselines = [list(map(float, ep)) for ep in split(values.detach().numpy(), batch.lengths)]
     else:
         raise AssertionError(baseline)
 
     advantages = [returns[i][t] - baselines[i][t] for i in range(n_episodes) for t in range(lengths[i])]
+    adv_scale = 1.0
     if normalize:
         mean = sum(advantages) / len(advantages)
         std = (sum((a - mean) ** 2 for a in advantages) / (len(advantages) - 1)) ** 0.5
         advantages = [(a - mean) / (std + 1e-8) for a in advantages]
+        adv_scale = 1.0 / (std + 1e-8)
     # lambda_t = gamma^t only with reward-to-go: R(tau) is already discounted from the episode start.
     step_weights = [gamma**t if unbiased and reward_to_go else 1.0 for length in lengths for t in range(length)]
     coefficient = th.tensor([w * a for w, a in zip(step_weights, advantages)], dtype=th.float64)
 
     loss = -(coefficient * log_prob).sum() / n_episodes
+    if coordinate is not None:
+        # sum_k theta_k c_k with c = (1/N) sum_i sum_t lambda_t g_t ⊙ b_t (scaled like the advantages).
+        params = list(named.values())
+        scores = step_scores(log_prob, params)
+        flat_b = [b for ep in coordinate for b in ep]
+        c = sum(w * g * b for w, g, b in zip(step_weights, scores, flat_b)) * adv_scale / n_episodes
+        flat_params = th.cat([p.reshape(-1) for p in params])
+        loss = loss + (flat_params * c.detach()).sum()
     loss = loss - ent_coef * entropy.mean()
     if baseline == "value":
         targets = th.tensor([g for ep in returns for g in ep], dtype=th.float64)
@@ -357,6 +401,88 @@ def reference_update(
         scale = min(1.0, float(max_grad_norm) / (norm + 1e-6))
     deltas = {name: -LEARNING_RATE * scale * g for name, g in grads_np.items()}
     return Reference(deltas, norm, log_prob.detach().numpy(), bootstrapped)
+
+
+def step_scores(log_prob: th.Tensor, params: list[th.Tensor]) -> list[th.Tensor]:
+    """``grad log pi(a_t|s_t)`` of every step, one backward pass each, flattened over ``params``."""
+    scores = []
+    for t in range(len(log_prob)):
+        grads = th.autograd.grad(log_prob[t], params, retain_graph=True, allow_unused=True)
+        scores.append(th.cat([(th.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)]))
+    return scores
+
+
+def reference_optimal_baseline(
+    name: str,
+    log_prob: th.Tensor,
+    params: list[th.Tensor],
+    lengths: list[int],
+    returns: list[list[float]],
+    whole_returns: list[float],
+    reward_to_go: bool,
+    gamma: float,
+    unbiased: bool,
+) -> tuple[list[list[float]], list[list[th.Tensor]] | None]:
+    """
+    docs/maths.md §5.4 by loops: ``b = sum_{j != i} w G / sum_{j != i} w`` over the other episodes, with
+    ``w`` the squared (norm or coordinate of the) score times ``lambda_t^2``; where the others weigh
+    nothing, the leave-one-out mean.  Returns the per-step baselines and, for ``"optimal_coordinate"``,
+    the per-step vectors ``b_{t,k}`` (the scalar ones are then 0).
+    """
+    n = len(lengths)
+    flat = step_scores(log_prob, params)
+    scores = split(np.arange(len(flat)), np.array(lengths))
+    lam = [[gamma**t if unbiased and reward_to_go else 1.0 for t in range(length)] for length in lengths]
+
+    def score(j: int, t: int) -> th.Tensor:
+        return flat[int(scores[j][t])].detach()
+
+    def mean_of_others(i: int, t: int) -> float:
+        acc = 0.0
+        for j in range(n):
+            if j != i:
+                acc += returns[j][t] if t < lengths[j] else (0.0 if reward_to_go else whole_returns[j])
+        return acc / (n - 1)
+
+    if name in ("optimal", "optimal_constant"):
+        out = []
+        for i in range(n):
+            num = den = 0.0
+            for j in range(n):
+                for t in range(lengths[j]):
+                    if j != i:
+                        w = lam[j][t] ** 2 * float((score(j, t) ** 2).sum())
+                        num, den = num + w * returns[j][t], den + w
+            out.append([num / den if den > 0 else mean_of_others(i, t) for t in range(lengths[i])])
+        return out, None
+    if name == "optimal_time":
+        out = []
+        for i in range(n):
+            row = []
+            for t in range(lengths[i]):
+                num = den = 0.0
+                for j in range(n):
+                    if j != i and t < lengths[j]:
+                        w = lam[j][t] ** 2 * float((score(j, t) ** 2).sum())
+                        num, den = num + w * returns[j][t], den + w
+                row.append(num / den if den > 0 else mean_of_others(i, t))
+            out.append(row)
+        return out, None
+    assert name == "optimal_coordinate", name
+    vectors = []
+    for i in range(n):
+        row = []
+        for t in range(lengths[i]):
+            num = th.zeros_like(flat[0])
+            den = th.zeros_like(flat[0])
+            for j in range(n):
+                if j != i and t < lengths[j]:
+                    w = lam[j][t] ** 2 * score(j, t) ** 2
+                    num, den = num + w * returns[j][t], den + w
+            fallback = th.full_like(num, mean_of_others(i, t))
+            row.append(th.where(den > 0, num / th.where(den > 0, den, th.ones_like(den)), fallback))
+        vectors.append(row)
+    return [[0.0] * length for length in lengths], vectors
 
 
 # ----------------------------------------------------------------------------------------------
@@ -473,3 +599,34 @@ def test_reference_has_teeth() -> None:
     assert not matches({**config.kwargs, "gamma": 0.89})
     assert not matches({**config.kwargs, "vf_coef": 0.45})
     assert not matches({**config.kwargs, "baseline": "none"})  # no bootstrap, no value loss
+
+
+@pytest.mark.parametrize("baseline", ["optimal_constant", "optimal_time", "optimal_coordinate"])
+def test_optimal_references_tell_the_variants_apart(baseline: str) -> None:
+    """Each optimal baseline's update matches its own reference and none of the others' (nor the mean's)."""
+    kwargs = {"baseline": baseline, "gamma": 0.9, "unbiased_discount": True}
+    model = REINFORCE(
+        "MlpPolicy",
+        random_length_env(),
+        learning_rate=LEARNING_RATE,
+        n_episodes=6,
+        policy_kwargs={**TABULAR_NET, "optimizer_class": th.optim.SGD, "ortho_init": False},
+        seed=11,
+        device="cpu",
+        **kwargs,
+    )
+    _set_initial_params(model, seed=5)
+    callback = SnapshotCallback()
+    model.learn(total_timesteps=1, callback=callback)
+    assert callback.params is not None
+    after = dict(model.policy.named_parameters())
+    actual = {k: (after[k].detach().double() - callback.params[k].double()).numpy() for k in after}
+
+    def matches(name: str) -> bool:
+        reference = reference_update(model.policy, callback.params, model.rollout_buffer, {**kwargs, "baseline": name})  # type: ignore[arg-type]
+        return all(np.allclose(actual[k], reference.deltas[k], rtol=1e-5, atol=1e-6) for k in actual)
+
+    assert matches(baseline)
+    for other in ("mean", "optimal_constant", "optimal_time", "optimal_coordinate"):
+        if other != baseline:
+            assert not matches(other), other

@@ -33,7 +33,7 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor, up
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_reinforce.common.collector import EpisodeCollector
-from sb3_reinforce.common.episodes import EpisodeBatch, Observations
+from sb3_reinforce.common.episodes import EpisodeBatch, Observations, take_steps
 from sb3_reinforce.common.errors import UnsupportedActionSpaceError, UnsupportedObservationSpaceError
 from sb3_reinforce.common.estimator import (
     EstimatorSettings,
@@ -113,9 +113,23 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         "MultiInputPolicy": MultiInputActorCriticPolicy,
     }
     #: Baselines this class accepts.
-    allowed_baselines: ClassVar[tuple[str, ...]] = ("none", "mean", "optimal", "value")
+    allowed_baselines: ClassVar[tuple[str, ...]] = (
+        "none",
+        "mean",
+        "optimal",
+        "optimal_constant",
+        "optimal_time",
+        "optimal_coordinate",
+        "value",
+    )
     #: Baselines that compare an episode with the other episodes of its batch (need ``n_episodes >= 2``).
-    leave_one_out_baselines: ClassVar[tuple[str, ...]] = ("mean", "optimal")
+    leave_one_out_baselines: ClassVar[tuple[str, ...]] = (
+        "mean",
+        "optimal",
+        "optimal_constant",
+        "optimal_time",
+        "optimal_coordinate",
+    )
 
     policy: ActorCriticPolicy
     #: Whether the model applies the env's action masks (docs/masking.md): set when the env it is
@@ -550,12 +564,20 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
         actions = th.as_tensor(batch.actions, device=self.device)
         actions = actions.long() if isinstance(self.action_space, spaces.Discrete) else actions.float()
-        if batch.action_masks is None:
-            values, log_prob, entropy = self.policy.evaluate_actions(observations, actions)  # type: ignore[arg-type]
-        else:  # the masked distribution the actions were sampled from
-            masks = th.as_tensor(batch.action_masks, device=self.device)
-            values, log_prob, entropy = self.policy.evaluate_actions(observations, actions, action_masks=masks)  # type: ignore[call-arg, arg-type]
-        return PolicyEvaluation(values=values.flatten(), log_prob=log_prob, entropy=entropy)
+        # the masked distribution the actions were sampled from, when there are masks
+        masks = None if batch.action_masks is None else th.as_tensor(batch.action_masks, device=self.device)
+
+        def evaluate(steps: slice | np.ndarray) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+            chunk = (take_steps(observations, steps), actions[steps])  # type: ignore[arg-type]
+            if masks is None:
+                return self.policy.evaluate_actions(*chunk)  # type: ignore[arg-type]
+            return self.policy.evaluate_actions(*chunk, action_masks=masks[steps])  # type: ignore[call-arg, arg-type]
+
+        values, log_prob, entropy = evaluate(slice(None))
+        # Each step's log-probability depends on its own observation only: it can be recomputed alone.
+        return PolicyEvaluation(
+            values=values.flatten(), log_prob=log_prob, entropy=entropy, step_log_prob=lambda steps: evaluate(steps)[1]
+        )
 
     def predict(
         self,

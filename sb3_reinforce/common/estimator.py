@@ -16,7 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch as th
 
-from sb3_reinforce.common.baselines import compute_baseline
+from sb3_reinforce.common.baselines import (
+    OPTIMAL_BASELINES,
+    compute_baseline,
+    coordinate_baseline_term,
+    per_step_scores,
+)
 from sb3_reinforce.common.episodes import EpisodeBatch, Observations, take_steps
 from sb3_reinforce.common.errors import require_finite
 from sb3_reinforce.common.importance_weights import (
@@ -46,7 +51,8 @@ class EstimatorSettings:
     :param reward_to_go: Weight each action by the rewards that follow it (else the whole return).
     :param unbiased_discount: Multiply step ``t``'s term by ``gamma^t`` (with reward-to-go).
     :param normalize_advantage: Standardise the advantages over the batch.
-    :param baseline: ``"none"``, ``"mean"``, ``"optimal"`` or ``"value"``.
+    :param baseline: ``"none"``, ``"mean"``, ``"optimal"`` (``"optimal_constant"``, ``"optimal_time"``,
+        ``"optimal_coordinate"``) or ``"value"``.
     :param importance_weights: ``"per_step"`` or ``"per_decision"``.
     :param truncation: Truncation level ``c`` of the ratios (None: no truncation).
     """
@@ -68,11 +74,16 @@ class PolicyEvaluation:
     :param values: ``V(s_t)``, shape ``(M,)``.
     :param log_prob: ``log pi(a_t|s_t)``, shape ``(M,)``.
     :param entropy: Entropy of ``pi(.|s_t)``, shape ``(M,)``, or None when it has no closed form.
+    :param step_log_prob: Recomputes ``log pi(a_t|s_t)`` with a graph of its own for the steps of the
+        given flat indices, for a policy whose steps are independent given their observations (None:
+        not available, e.g. a recurrent policy); it makes the per-step scores of the optimal
+        baselines linear in the batch's length.
     """
 
     values: th.Tensor
     log_prob: th.Tensor
     entropy: th.Tensor | None
+    step_log_prob: Callable[[np.ndarray], th.Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +166,7 @@ def policy_gradient_losses(
     :param settings: The estimator's options.
     :param value_function: ``V`` of a batch of observations, for bootstrapping truncated episodes
         (used with the value baseline only).
-    :param parameters: The policy's parameters (the ``"optimal"`` baseline differentiates with respect to them).
+    :param parameters: The policy's parameters (the optimal baselines differentiate with respect to them).
     :return: The loss terms.
     """
     gamma, reward_to_go = settings.gamma, settings.reward_to_go
@@ -176,32 +187,39 @@ def policy_gradient_losses(
         returns = discounted_returns(rewards, lengths, gamma, reward_to_go)
         require_finite("returns", returns)
 
+    step_weights = discount_weights(lengths, gamma, settings.unbiased_discount, reward_to_go)
+    scores, score_parameters = (
+        per_step_scores(evaluation.log_prob, parameters, step_log_prob=evaluation.step_log_prob)
+        if settings.baseline in OPTIMAL_BASELINES
+        else (None, [])
+    )
     baselines = compute_baseline(
-        settings.baseline,
-        returns,
-        lengths,
-        reward_to_go,
-        evaluation.values,
-        evaluation.log_prob,
-        rewards,
-        gamma,
-        parameters,
+        settings.baseline, returns, lengths, reward_to_go, evaluation.values, step_weights, scores
     )
     require_finite(f"baseline ({settings.baseline})", baselines)
+    # A per-coordinate baseline (M, P) is not an advantage: it enters the loss as its own term below.
+    per_coordinate = baselines.ndim == 2
+    step_baselines = np.zeros_like(returns) if per_coordinate else baselines
 
     # Per decision, the baseline enters as w_t b_t and the score is not reweighted; per step, the score is.
-    advantages_np = returns - weights * baselines if per_decision else returns - baselines
-    step_weights = discount_weights(lengths, gamma, settings.unbiased_discount, reward_to_go)
+    advantages_np = returns - weights * step_baselines if per_decision else returns - step_baselines
     if not per_decision:
         step_weights = step_weights * weights
 
     device = evaluation.log_prob.device
     advantages = th.as_tensor(advantages_np, device=device)
+    scale = 1.0
     if settings.normalize_advantage:
+        scale = _standardize_scale(advantages)
         advantages = standardize(advantages)
     policy_loss = surrogate_loss(
         evaluation.log_prob, advantages, th.as_tensor(step_weights, device=device), batch.n_episodes
     )
+    if per_coordinate:
+        assert scores is not None
+        policy_loss = policy_loss + coordinate_baseline_term(
+            scores, score_parameters, scale * baselines, step_weights, batch.n_episodes
+        )
     value_targets = _value_targets(returns, weights, rewards, lengths, settings) if per_decision else returns
     return LossTerms(
         policy_loss=policy_loss,
@@ -220,6 +238,13 @@ def _value_targets(
         return returns
     plain = discounted_returns(rewards, lengths, settings.gamma, settings.reward_to_go)
     return per_decision_value_targets(returns, weights, plain)
+
+
+def _standardize_scale(advantages: th.Tensor) -> float:
+    """The factor :func:`standardize` multiplies by, ``1 / (std + 1e-8)`` (1 for fewer than 2 steps)."""
+    if advantages.numel() < 2:
+        return 1.0
+    return 1.0 / (float(advantages.std()) + 1e-8)
 
 
 def _value_loss(values: th.Tensor, targets: np.ndarray, fitted: bool) -> th.Tensor:

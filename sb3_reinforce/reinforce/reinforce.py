@@ -41,13 +41,17 @@ class REINFORCE(EpisodicPolicyGradient):
     :param learning_rate: Learning rate of the optimiser (Adam by default); it can be a function
         of the current progress remaining (from 1 to 0).
     :param n_episodes: Number of complete episodes per update (``N``); at least 2 with the
-        ``"mean"`` and ``"optimal"`` baselines.
+        ``"mean"`` and optimal baselines.
     :param gamma: Discount factor, in ``[0, 1]``.
     :param baseline: What is subtracted from the returns: ``"none"``; ``"mean"``, the mean return
-        of the *other* episodes of the batch at the same time step (leave-one-out);
-        ``"optimal"``, the variance-minimising constant ``E[||g||^2 R] / E[||g||^2]`` estimated
-        from the other episodes; ``"value"``, the policy's value head ``V(s_t)``, fitted to the
-        returns. All leave the gradient unbiased.
+        of the *other* episodes of the batch at the same time step (leave-one-out); the
+        variance-minimising baselines, each estimated from the other episodes with every step's
+        score ``g_t`` (docs/maths.md §5.4): ``"optimal"`` or ``"optimal_constant"``, one constant
+        ``E[sum_t ||g_t||^2 Ĝ_t] / E[sum_t ||g_t||^2]``; ``"optimal_time"``, one per time step,
+        ``E[||g_t||^2 Ĝ_t] / E[||g_t||^2]``; ``"optimal_coordinate"``, one per time step and
+        parameter, ``E[g_{t,k}^2 Ĝ_t] / E[g_{t,k}^2]`` (their cost grows with the square of the
+        batch's steps); ``"value"``, the policy's value head ``V(s_t)``, fitted to the returns.
+        All leave the gradient unbiased.
     :param reward_to_go: If True, the log-probability of action ``a_t`` is weighted by the
         discounted rewards from step ``t`` on; if False, by the episode's whole discounted return.
     :param unbiased_discount: If True, with reward-to-go, step ``t``'s term is multiplied by

@@ -43,11 +43,17 @@ def _convert_common(sampled_params: dict[str, Any]) -> dict[str, Any]:
     return hyperparams
 
 
+#: The variance-optimal baselines the REINFORCE sampler chooses from, as ``baseline="optimal_<variant>"``.
+OPTIMAL_VARIANTS = ("constant", "time", "coordinate")
+
+
 def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     """
     Turn the raw values of a ``reinforce`` trial into ``REINFORCE`` keyword arguments.
 
-    ``vf_batch_size`` is stored with ``0`` for "the whole batch": it becomes None.
+    ``vf_batch_size`` is stored with ``0`` for "the whole batch": it becomes None.  ``optimal_variant``
+    (``"constant"``, ``"time"`` or ``"coordinate"``) names the optimal baseline: ``baseline`` becomes
+    ``"optimal_<variant>"``.
 
     :param sampled_params: ``trial.params`` of a trial sampled by :func:`sample_reinforce_params`.
     :return: Keyword arguments (``gamma``, ``n_episodes``, ``policy_kwargs``, ...).
@@ -55,6 +61,9 @@ def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     hyperparams = _convert_common(sampled_params)
     if "vf_batch_size" in hyperparams and not hyperparams["vf_batch_size"]:
         hyperparams["vf_batch_size"] = None
+    variant = hyperparams.pop("optimal_variant", None)
+    if variant is not None:
+        hyperparams["baseline"] = f"optimal_{variant}"
     return hyperparams
 
 
@@ -92,8 +101,10 @@ def sample_reinforce_params(
     """
     Sample ``REINFORCE`` hyperparameters (rl-zoo3 sampler signature).
 
-    Searched: learning rate, episodes per update (2 to 32), discount, baseline (with the value
-    baseline, the epochs, minibatch size and learning rate of its fit, ``vf_epochs`` 0 to 20),
+    Searched: learning rate, episodes per update (2 to 32), discount, baseline (with ``"optimal"``,
+    which of ``"optimal_constant"``, ``"optimal_time"``, ``"optimal_coordinate"``, as the trial
+    parameter ``optimal_variant``; with the value baseline, the epochs, minibatch size and learning
+    rate of its fit, ``vf_epochs`` 0 to 20),
     advantage normalisation, entropy coefficient, gradient clipping, network size and activation.
     Reward-to-go stays on (it only lowers the variance).
 
@@ -108,6 +119,8 @@ def sample_reinforce_params(
         "baseline": trial.suggest_categorical("baseline", ["none", "mean", "optimal", "value"]),
         **_sample_common(trial),
     }
+    if sampled["baseline"] == "optimal":  # which variance-optimal baseline (docs/maths.md §5.4)
+        sampled["optimal_variant"] = trial.suggest_categorical("optimal_variant", list(OPTIMAL_VARIANTS))
     if sampled["baseline"] == "value":  # the fit exists only for the value baseline
         sampled["vf_epochs"] = trial.suggest_categorical("vf_epochs", [0, 5, 10, 20])
         if sampled["vf_epochs"] > 0:
