@@ -186,12 +186,12 @@ def loss_gradient(model: REINFORCE, batch: EpisodeBatch, chunk_steps: int | None
     return [p.grad.clone() if p.grad is not None else th.zeros_like(p) for p in model.policy.parameters()]
 
 
-@pytest.mark.parametrize("baseline", ["value", "optimal", "mean"])
+@pytest.mark.parametrize("baseline", ["value", "optimal", "optimal_time", "optimal_coordinate", "mean"])
 def test_chunked_update_has_the_same_gradient(baseline: str) -> None:
     """
     Chunks of a few steps (several episodes per chunk, and episodes longer than a chunk) give the
     gradient of the whole batch at once, to float precision, with every loss term (entropy, value,
-    the value baseline bootstrapping truncated episodes, the optimal baseline's score norms).
+    the value baseline bootstrapping truncated episodes, the optimal baselines' scores).
     """
     model, batch = batch_and_model(baseline)
     assert batch.truncated.any() and len(set(batch.lengths.tolist())) > 1
