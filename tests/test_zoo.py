@@ -284,6 +284,28 @@ def test_sampler_builds_models_and_converter_round_trips(algo: str) -> None:
         fits = [k for k in sampled if k.get("vf_epochs", 0) > 0]
         assert fits and all(k["baseline"] == "value" for k in fits)
         assert {k["vf_batch_size"] is None for k in fits} == {True, False}
+    assert not any("use_sde" in k for k in sampled)  # Discrete actions: no Gaussian options
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_sampler_searches_gsde_for_box_actions(algo: str) -> None:
+    """rl-zoo3 passes n_actions > 0 for Box actions only: then gSDE and the initial log std are searched."""
+    import sb3_reinforce
+
+    _, sampler, converter = ZOO_ALGOS[algo]
+    algorithm_class = getattr(sb3_reinforce, ZOO_ALGOS[algo][0])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    sampled = []
+    for _ in range(12):
+        trial = study.ask()
+        kwargs = sampler(trial, 1, 1, {})
+        assert converter(trial.params) == kwargs
+        algorithm_class("MlpPolicy", "Pendulum-v1", device="cpu", **kwargs)
+        study.tell(trial, 0.0)
+        sampled.append(kwargs)
+    assert {k["use_sde"] for k in sampled} == {True, False}
+    assert all(("sde_sample_freq" in k) == k["use_sde"] for k in sampled)
+    assert all(-4.0 <= k["policy_kwargs"]["log_std_init"] <= 1.0 for k in sampled)
 
 
 # --- end to end through the CLI -------------------------------------------------------------------

@@ -38,6 +38,8 @@ def _convert_common(sampled_params: dict[str, Any]) -> dict[str, Any]:
         policy_kwargs["net_arch"] = NET_ARCH[hyperparams.pop("net_arch")]
     if "activation_fn" in hyperparams:
         policy_kwargs["activation_fn"] = ACTIVATION_FN[hyperparams.pop("activation_fn")]
+    if "log_std_init" in hyperparams:
+        policy_kwargs["log_std_init"] = hyperparams.pop("log_std_init")
     if policy_kwargs:
         hyperparams["policy_kwargs"] = policy_kwargs
     return hyperparams
@@ -83,8 +85,8 @@ def convert_offpolicy_pg_params(sampled_params: dict[str, Any]) -> dict[str, Any
     return hyperparams
 
 
-def _sample_common(trial: optuna.Trial) -> dict[str, Any]:
-    return {
+def _sample_common(trial: optuna.Trial, n_actions: int) -> dict[str, Any]:
+    sampled = {
         "learning_rate": trial.suggest_float("learning_rate", 1e-4, 5e-2, log=True),
         "one_minus_gamma": trial.suggest_float("one_minus_gamma", 1e-4, 0.05, log=True),
         "normalize_advantage": trial.suggest_categorical("normalize_advantage", [False, True]),
@@ -93,6 +95,12 @@ def _sample_common(trial: optuna.Trial) -> dict[str, Any]:
         "net_arch": trial.suggest_categorical("net_arch", list(NET_ARCH)),
         "activation_fn": trial.suggest_categorical("activation_fn", list(ACTIVATION_FN)),
     }
+    if n_actions > 0:  # rl-zoo3 passes the action dimension for Box actions only: the Gaussian's options
+        sampled["log_std_init"] = trial.suggest_float("log_std_init", -4.0, 1.0)
+        sampled["use_sde"] = trial.suggest_categorical("use_sde", [False, True])
+        if sampled["use_sde"]:
+            sampled["sde_sample_freq"] = trial.suggest_categorical("sde_sample_freq", [-1, 4, 8, 16, 64])
+    return sampled
 
 
 def sample_reinforce_params(
@@ -106,10 +114,11 @@ def sample_reinforce_params(
     parameter ``optimal_variant``; with the value baseline, the epochs, minibatch size and learning
     rate of its fit, ``vf_epochs`` 0 to 20),
     advantage normalisation, entropy coefficient, gradient clipping, network size and activation.
-    Reward-to-go stays on (it only lowers the variance).
+    Reward-to-go stays on (it only lowers the variance).  With ``Box`` actions (``n_actions > 0``)
+    also the initial log standard deviation and gSDE (``use_sde``, ``sde_sample_freq``).
 
     :param trial: The Optuna trial.
-    :param n_actions: Action dimension (unused).
+    :param n_actions: Action dimension, which rl-zoo3 sets for ``Box`` actions only (0 otherwise).
     :param n_envs: Number of training envs (unused: a batch is whole episodes, whatever ``n_envs``).
     :param additional_args: rl-zoo3's extra arguments (unused).
     :return: ``REINFORCE`` keyword arguments.
@@ -117,7 +126,7 @@ def sample_reinforce_params(
     sampled = {
         "n_episodes_pow": trial.suggest_int("n_episodes_pow", 1, 5),
         "baseline": trial.suggest_categorical("baseline", ["none", "mean", "optimal", "value"]),
-        **_sample_common(trial),
+        **_sample_common(trial, n_actions),
     }
     if sampled["baseline"] == "optimal":  # which variance-optimal baseline (docs/maths.md §5.4)
         sampled["optimal_variant"] = trial.suggest_categorical("optimal_variant", list(OPTIMAL_VARIANTS))
@@ -140,10 +149,11 @@ def sample_offpolicy_pg_params(
     Searched: the common ones of :func:`sample_reinforce_params` (baseline among ``none``,
     ``mean``, ``value``), new episodes per rollout (2 to 16), episodes per gradient step (4 to
     64), gradient steps per rollout (1 to 16), buffer capacity, importance weights and their
-    truncation (``0`` stands for none).
+    truncation (``0`` stands for none); with ``Box`` actions the Gaussian's options, as
+    :func:`sample_reinforce_params`.
 
     :param trial: The Optuna trial.
-    :param n_actions: Action dimension (unused).
+    :param n_actions: Action dimension, which rl-zoo3 sets for ``Box`` actions only (0 otherwise).
     :param n_envs: Number of training envs (unused).
     :param additional_args: rl-zoo3's extra arguments (unused).
     :return: ``OffPolicyPG`` keyword arguments.
@@ -156,7 +166,7 @@ def sample_offpolicy_pg_params(
         "importance_weights": trial.suggest_categorical("importance_weights", ["per_decision", "per_step"]),
         "truncation": trial.suggest_categorical("truncation", [0.0, 1.0, 2.0, 10.0]),
         "baseline": trial.suggest_categorical("baseline", ["none", "mean", "value"]),
-        **_sample_common(trial),
+        **_sample_common(trial, n_actions),
     }
     trial.set_user_attr("gamma", 1.0 - sampled["one_minus_gamma"])
     return convert_offpolicy_pg_params(sampled)
