@@ -7,7 +7,9 @@ alike) and the median reported:
 - ``env``: the vectorised env alone, stepped with random actions;
 - ``rollout``: the env driven by ``policy.predict`` of an ``MlpPolicy``, no learning;
 - ``reinforce``, ``offpolicy_pg``, ``a2c``, ``ppo``: ``learn()`` with each class's default
-  hyperparameters, after an untimed warm-up of ``--warmup`` steps.
+  hyperparameters, after an untimed warm-up of ``--warmup`` steps;
+- not run by default, ``reinforce_lstm``, ``offpolicy_pg_lstm`` and ``ppo_lstm`` (sb3-contrib's
+  ``RecurrentPPO``): the same with ``MlpLstmPolicy`` (``LSTM_POLICY_KWARGS`` for all three).
 
 ``--masked`` measures the same on a task with action masks, Taxi-v4 (masks from ``info`` through
 ``InfoActionMasker``), with sb3-contrib's ``MaskablePPO`` as the reference: entries ``env``,
@@ -57,6 +59,10 @@ ENTRIES = ("env", "rollout", "reinforce", "offpolicy_pg", "a2c", "ppo")
 MASKED_ENTRIES = ("env", "reinforce", "offpolicy_pg", "ppo_mask")
 #: The env of each mode.
 ENV_IDS = {False: "CartPole-v1", True: "Taxi-v4"}
+#: The recurrent entries (``MlpLstmPolicy``, CartPole-v1), measured on request (``--entries``).
+LSTM_ENTRIES = ("reinforce_lstm", "offpolicy_pg_lstm", "ppo_lstm")
+#: The LSTM policy of every recurrent entry (RecurrentPPO's rl-zoo3 CartPoleNoVel-v1 size).
+LSTM_POLICY_KWARGS: dict[str, Any] = {"lstm_hidden_size": 64, "net_arch": {"pi": [64], "vf": [64]}}
 
 
 def _make_env(n_envs: int, seed: int, masked: bool = False) -> Any:
@@ -69,12 +75,14 @@ def _make_env(n_envs: int, seed: int, masked: bool = False) -> Any:
 
 
 def _algorithm(name: str) -> Any:
-    from sb3_contrib import MaskablePPO
+    from sb3_contrib import MaskablePPO, RecurrentPPO
     from stable_baselines3 import A2C, PPO
 
     from sb3_reinforce import REINFORCE, OffPolicyPG
 
-    return {"reinforce": REINFORCE, "offpolicy_pg": OffPolicyPG, "a2c": A2C, "ppo": PPO, "ppo_mask": MaskablePPO}[name]
+    classes = {"reinforce": REINFORCE, "offpolicy_pg": OffPolicyPG, "a2c": A2C, "ppo": PPO}
+    classes.update(ppo_mask=MaskablePPO, ppo_lstm=RecurrentPPO)
+    return classes[name if name in classes else name.removesuffix("_lstm")]
 
 
 def time_env(n_envs: int, steps: int, seed: int, masked: bool = False) -> float:
@@ -123,14 +131,19 @@ def build_learner(name: str, n_envs: int, seed: int, warmup: int, masked: bool =
     """
     Build an algorithm with its default hyperparameters on ``n_envs`` envs and warm it up.
 
-    :param name: ``"reinforce"``, ``"offpolicy_pg"``, ``"a2c"``, ``"ppo"`` or ``"ppo_mask"``.
+    :param name: ``"reinforce"``, ``"offpolicy_pg"``, ``"a2c"``, ``"ppo"``, ``"ppo_mask"``, or one of
+        :data:`LSTM_ENTRIES`.
     :param n_envs: Number of envs.
     :param seed: Seed.
     :param warmup: Env steps learnt before timing (0: none).
     :param masked: Taxi-v4 with action masks instead of CartPole-v1.
     :return: The model.
     """
-    model = _algorithm(name)("MlpPolicy", _make_env(n_envs, seed, masked), seed=seed, device="cpu")
+    if name in LSTM_ENTRIES:
+        policy, kwargs = "MlpLstmPolicy", {"policy_kwargs": LSTM_POLICY_KWARGS}
+    else:
+        policy, kwargs = "MlpPolicy", {}
+    model = _algorithm(name)(policy, _make_env(n_envs, seed, masked), seed=seed, device="cpu", **kwargs)
     if warmup:
         model.learn(warmup)
     return model
@@ -320,7 +333,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     import torch as th
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--entries", nargs="+", default=None, choices=sorted({*ENTRIES, *MASKED_ENTRIES}))
+    parser.add_argument(
+        "--entries", nargs="+", default=None, choices=sorted({*ENTRIES, *MASKED_ENTRIES, *LSTM_ENTRIES})
+    )
     parser.add_argument("--masked", action="store_true", help="Taxi-v4 with action masks, next to MaskablePPO")
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per timed measurement")

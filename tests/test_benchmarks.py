@@ -77,6 +77,14 @@ def test_runs_record_both_policies_and_training_diagnostics(algo: str) -> None:
     assert f"| CartPole-v1 | {algo} | 1 500 |" in table and f"| CartPole-v1 | {algo} | 3 000 |" in table
 
 
+@pytest.mark.parametrize("algo", ["reinforce", "ppo_lstm"])
+def test_run_one_partially_observable_env_with_lstm(algo: str) -> None:
+    """CartPoleNoVel-v1 (rl-zoo3's, registered in the worker) with our LSTM entry and RecurrentPPO's, side by side."""
+    setting = sample_efficiency.EnvSetting(threshold=1e9, budget=600, eval_freq=300, eval_episodes=1)
+    run = sample_efficiency.run_one("CartPoleNoVel-v1", algo, 0, setting)
+    assert run.steps[-1] >= 600 and len(run.returns) >= 3 and all(r >= 8 for r in run.returns)
+
+
 def test_run_stops_once_it_stayed_solved() -> None:
     setting = sample_efficiency.EnvSetting(threshold=0.0, budget=100_000, eval_freq=200, eval_episodes=1)
     run = sample_efficiency.run_one("CartPole-v1", "reinforce", 0, setting, stop_after=3)
@@ -119,6 +127,18 @@ def test_throughput_measures_every_entry(tmp_path: Path) -> None:
     assert all(len(row["rates"]) == 2 and row["median"] > 0 for row in rows.values())
     assert rows["a2c"]["ratio_to_reference"] == pytest.approx(1.0)
     assert rows["env"]["ratio_to_reference"] == pytest.approx(rows["env"]["median"] / rows["a2c"]["median"])
+
+
+def test_throughput_of_the_lstm_entries(tmp_path: Path) -> None:
+    """Our classes and RecurrentPPO with the same ``MlpLstmPolicy``, on request."""
+    entries = ["reinforce_lstm", "offpolicy_pg_lstm", "ppo_lstm"]
+    assert not set(entries) & set(throughput.ENTRIES)  # not in the default run
+    model = throughput.build_learner("offpolicy_pg_lstm", 2, 0, 0)
+    assert type(model).__name__ == "OffPolicyPG" and model.recurrent
+    args = ["--entries", *entries, "--n-envs", "2", "--steps", "100", "--repeats", "1", "--warmup", "0"]
+    throughput.main([*args, "--results-dir", str(tmp_path), "--tag", "_t"])
+    rows = json.loads((tmp_path / "throughput_t.json").read_text())["rows"]
+    assert [row["entry"] for row in rows] == entries and all(row["median"] > 0 for row in rows)
 
 
 def test_throughput_masked_task(tmp_path: Path) -> None:

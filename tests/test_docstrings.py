@@ -158,6 +158,7 @@ def test_public_docstring_documents_every_parameter(name: str, obj: Any, kind: s
 # Modules whose docstrings hold ``>>>`` examples; each must have at least one, and all must pass.
 DOCTEST_MODULES = [
     "sb3_reinforce.common.masking",
+    "sb3_reinforce.common.recurrent",
     "sb3_reinforce.common.baselines",
     "sb3_reinforce.common.collector",
     "sb3_reinforce.common.episodes",

@@ -51,10 +51,13 @@ def small_model(env: Any, **kwargs: Any) -> OffPolicyPG:
 # ------------------------------------------------------------------------------------ API
 
 
+LSTM_POLICIES = ("MlpLstmPolicy", "CnnLstmPolicy", "MultiInputLstmPolicy")  # docs/recurrent.md
+
+
 def test_public_api() -> None:
     assert sb3_reinforce.OffPolicyPG is OffPolicyPG
     assert "OffPolicyPG" in sb3_reinforce.__all__
-    assert set(OffPolicyPG.policy_aliases) == {"MlpPolicy", "CnnPolicy", "MultiInputPolicy"}
+    assert set(OffPolicyPG.policy_aliases) == {"MlpPolicy", "CnnPolicy", "MultiInputPolicy", *LSTM_POLICIES}
     model = small_model("CartPole-v1")
     assert isinstance(model.replay_buffer, EpisodeReplayBuffer)
     assert model.replay_buffer.buffer_size == 1000

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gymnasium
 import numpy as np
+import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import obs_as_tensor
@@ -33,6 +34,7 @@ from sb3_reinforce.common.action_sampling import sample_actions
 from sb3_reinforce.common.episodes import EpisodeBatch, Observations, take_steps, time_index
 from sb3_reinforce.common.errors import EpisodeTooLongError
 from sb3_reinforce.common.masking import env_action_masks
+from sb3_reinforce.common.recurrent import HiddenStates, is_recurrent
 
 if TYPE_CHECKING:
     from sb3_reinforce.common.episodic_algorithm import EpisodicPolicyGradient
@@ -146,6 +148,8 @@ class EpisodeCollector:
         self._time_limited: np.ndarray | None = None
         # Steps since the collection started, for gSDE's noise resampling.
         self._collection_steps = 0
+        # A recurrent policy's states of every env, kept from one collection to the next (made at the first step).
+        self._hidden_states: HiddenStates | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -297,9 +301,7 @@ class EpisodeCollector:
             model.policy.reset_noise(env.num_envs)
         self._collection_steps += 1
         masks = None if self.mask_size is None else env_action_masks(env, self.mask_size)
-        action_tensor, log_prob_tensor = sample_actions(
-            model.policy, obs_as_tensor(observations, model.device), action_masks=masks
-        )
+        action_tensor, log_prob_tensor = self._sample(model, obs_as_tensor(observations, model.device), masks)
         actions = action_tensor.cpu().numpy()
         log_probs = log_prob_tensor.cpu().numpy()
         new_obs, rewards, dones, infos = env.step(env_actions(model, actions))
@@ -323,6 +325,26 @@ class EpisodeCollector:
         if masks is not None:
             rows[MASK_FIELD].append(masks)
         return dones, infos, new_obs  # type: ignore[return-value]
+
+    def _sample(
+        self, model: EpisodicPolicyGradient, observations: th.Tensor | dict[str, th.Tensor], masks: np.ndarray | None
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """
+        Actions and log-probabilities for every env; a recurrent policy also advances its hidden states.
+
+        A recurrent policy's state of an env is reset on the step where that env starts an episode
+        (``model._last_episode_starts``: set by every env reset and every ``done``).
+
+        :param model: The model (its policy).
+        :param observations: The envs' observations, as tensors.
+        :param masks: The envs' action masks (None: no masking).
+        :return: ``(actions, log_probs)``.
+        """
+        if not is_recurrent(model.policy):
+            return sample_actions(model.policy, observations, action_masks=masks)
+        if self._hidden_states is None:
+            self._hidden_states = HiddenStates(model.policy, self.n_envs)  # type: ignore[arg-type]
+        return self._hidden_states.sample(model.policy, observations, model._last_episode_starts, masks)  # type: ignore[arg-type]
 
     def _terminal(
         self, model: EpisodicPolicyGradient, info: dict[str, Any], new_obs: Observations, index: int

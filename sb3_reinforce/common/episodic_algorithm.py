@@ -13,6 +13,7 @@ pipeline's stages, each in a module of its own (docs/architecture.md):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -48,6 +49,7 @@ from sb3_reinforce.common.masking import (
     masked_policy_class,
     policy_takes_masks,
 )
+from sb3_reinforce.common.recurrent import evaluate_episode_sequences, history_value_function, is_recurrent
 from sb3_reinforce.common.validation import check_choice, check_int, check_number
 from sb3_reinforce.common.value_fit import fit_value_function, value_only_parameters
 
@@ -74,7 +76,8 @@ class EpisodicPolicyGradient(BaseAlgorithm):
     """
     Policy gradient from complete episodes (the shared machinery; use ``REINFORCE`` or ``OffPolicyPG``).
 
-    :param policy: The policy model to use (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``) or class.
+    :param policy: The policy model to use (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``, or the recurrent
+        ``MlpLstmPolicy``, ``CnnLstmPolicy``, ``MultiInputLstmPolicy``) or class.
     :param env: The environment to learn from (if registered in Gym, can be str).
     :param learning_rate: Learning rate, or a function of the remaining progress (from 1 to 0).
     :param n_episodes: Number of new episodes per rollout.
@@ -90,6 +93,8 @@ class EpisodicPolicyGradient(BaseAlgorithm):
     :param vf_learning_rate: Learning rate of that fit (None: ``learning_rate``).
     :param max_grad_norm: Clip the gradient to this norm (None: no clipping).
     :param max_episode_steps: Stop with an error when an env without a time limit runs an episode longer than this.
+    :param recurrent_chunk_steps: With a recurrent policy, most padded steps evaluated at once in the update
+        (None: the whole batch); memory stays bounded, the gradient is unchanged.
     :param use_sde: Explore with generalized State-Dependent Exploration (gSDE; ``Box`` actions only).
     :param sde_sample_freq: With gSDE, draw a new noise matrix every this many steps (-1: once per rollout).
     :param stats_window_size: Window size for the rollout logging (episodes averaged).
@@ -149,6 +154,7 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         vf_learning_rate: float | Schedule | None,
         max_grad_norm: float | None,
         max_episode_steps: int,
+        recurrent_chunk_steps: int | None,
         use_sde: bool,
         sde_sample_freq: int,
         stats_window_size: int,
@@ -162,6 +168,8 @@ class EpisodicPolicyGradient(BaseAlgorithm):
     ):
         # Collection (docs/maths.md §2).
         self.n_episodes, self.max_episode_steps = n_episodes, max_episode_steps
+        # Recurrent policies: how much of a batch the update holds in memory at once (docs/recurrent.md).
+        self.recurrent_chunk_steps = recurrent_chunk_steps
         self.use_sde, self.sde_sample_freq = use_sde, sde_sample_freq
         # The estimator (§3-5).
         self.gamma, self.baseline = gamma, baseline
@@ -200,6 +208,7 @@ class EpisodicPolicyGradient(BaseAlgorithm):
             seed=seed,
         )
         self.use_sde = use_sde
+        self._check_recurrent_options()
         self.use_masking = self.env is not None and env_has_action_masks(self.env)
         # SB3's load() builds the model without an env, hence without spaces yet.
         self._check_action_space(getattr(self, "action_space", None))
@@ -244,6 +253,31 @@ class EpisodicPolicyGradient(BaseAlgorithm):
             check_int("vf_batch_size", self.vf_batch_size, 1, "or None (the whole batch)")
         if not callable(self.vf_learning_rate):
             check_number("vf_learning_rate", self.vf_learning_rate, 0.0, low_inclusive=False, allow_none=True)
+        if self.recurrent_chunk_steps is not None:
+            check_int("recurrent_chunk_steps", self.recurrent_chunk_steps, 1, "or None (the whole batch at once)")
+        self._check_recurrent_options()
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the policy is recurrent (an LSTM policy; docs/recurrent.md)."""
+        policy_class = getattr(self, "policy_class", None)
+        return policy_class is not None and is_recurrent(policy_class)
+
+    def _check_recurrent_options(self) -> None:
+        """Refuse, before training, the options recurrent policies do not support (docs/recurrent.md)."""
+        if not self.recurrent:
+            return
+        if self.use_sde:
+            raise ValueError(
+                "use_sde=True is not supported with a recurrent policy (MlpLstmPolicy, CnnLstmPolicy, "
+                "MultiInputLstmPolicy): use use_sde=False"
+            )
+        if self.vf_epochs > 0:
+            raise ValueError(
+                f"vf_epochs={self.vf_epochs} is not supported with a recurrent policy: the value fit regresses "
+                "V on single steps, and a recurrent V needs whole episodes; use vf_epochs=0 (the value head "
+                "then learns through vf_coef)"
+            )
 
     def _check_policy_kwargs(self, policy_kwargs: dict[str, Any] | None) -> None:
         """
@@ -525,6 +559,8 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         :param batch: The episodes.
         :return: The evaluation, with its autograd graphs.
         """
+        if self.recurrent:  # each episode through the LSTM from its first step
+            return evaluate_episode_sequences(self.policy, batch, self.recurrent_chunk_steps)  # type: ignore[arg-type]
         observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
         actions = th.as_tensor(batch.actions, device=self.device)
         actions = actions.long() if isinstance(self.action_space, spaces.Discrete) else actions.float()
@@ -590,8 +626,26 @@ class EpisodicPolicyGradient(BaseAlgorithm):
     def _losses(self, batch: EpisodeBatch, evaluation: PolicyEvaluation, ratios: np.ndarray) -> LossTerms:
         """The loss terms of docs/maths.md §4/§6 for ``batch``, whose actions have importance ratios ``ratios``."""
         return policy_gradient_losses(
-            batch, evaluation, ratios, self._estimator_settings(), self._predict_values, list(self.policy.parameters())
+            batch,
+            evaluation,
+            ratios,
+            self._estimator_settings(),
+            self._bootstrap_value_function(batch),
+            list(self.policy.parameters()),
         )
+
+    def _bootstrap_value_function(self, batch: EpisodeBatch) -> Callable[[Observations], np.ndarray]:
+        """
+        ``V`` of the final observations of ``batch``'s truncated episodes, for bootstrapping (docs/maths.md §3.2).
+
+        A recurrent critic's value depends on the episode's history: it is then computed from ``batch``.
+
+        :param batch: The episodes of the update.
+        :return: The value function the estimator applies to the final observations.
+        """
+        if self.recurrent:
+            return history_value_function(self.policy, batch, self.recurrent_chunk_steps)  # type: ignore[arg-type]
+        return self._predict_values
 
     def _vf_learning_rate(self) -> float:
         """The value fit's learning rate at the current progress."""

@@ -32,6 +32,14 @@ from stable_baselines3.common.policies import (
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_reinforce.common.maskable_policies import MaskableCnnPolicy, MaskableMlpPolicy, MaskableMultiInputPolicy
+from sb3_reinforce.common.recurrent import (
+    MaskableRecurrentActorCriticCnnPolicy,
+    MaskableRecurrentActorCriticPolicy,
+    MaskableRecurrentMultiInputActorCriticPolicy,
+    RecurrentActorCriticCnnPolicy,
+    RecurrentActorCriticPolicy,
+    RecurrentMultiInputActorCriticPolicy,
+)
 
 __all__ = [
     "MASKABLE_ACTION_SPACES",
@@ -52,6 +60,10 @@ MASKABLE_COUNTERPARTS: dict[type[BasePolicy], type[BasePolicy]] = {
     ActorCriticPolicy: MaskableMlpPolicy,
     ActorCriticCnnPolicy: MaskableCnnPolicy,
     MultiInputActorCriticPolicy: MaskableMultiInputPolicy,
+    # sb3-contrib's recurrent policies (docs/recurrent.md): masks and memory together
+    RecurrentActorCriticPolicy: MaskableRecurrentActorCriticPolicy,
+    RecurrentActorCriticCnnPolicy: MaskableRecurrentActorCriticCnnPolicy,
+    RecurrentMultiInputActorCriticPolicy: MaskableRecurrentMultiInputActorCriticPolicy,
 }
 
 
@@ -121,12 +133,12 @@ def check_maskable_action_space(action_space: spaces.Space) -> None:
 
 def policy_takes_masks(policy_class: type[BasePolicy]) -> bool:
     """
-    Whether a policy class applies action masks (an sb3-contrib ``MaskableActorCriticPolicy`` or subclass).
+    Whether a policy class applies action masks (``MaskableActorCriticPolicy``, or the maskable recurrent one).
 
     :param policy_class: The policy class.
     :return: True when its distribution and ``predict`` take ``action_masks``.
     """
-    return issubclass(policy_class, MaskableActorCriticPolicy)
+    return issubclass(policy_class, (MaskableActorCriticPolicy, MaskableRecurrentActorCriticPolicy))
 
 
 def masked_policy_class(policy_class: type[BasePolicy]) -> type[BasePolicy]:

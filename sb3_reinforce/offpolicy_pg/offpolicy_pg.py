@@ -20,7 +20,14 @@ from sb3_reinforce.common.estimator import IMPORTANCE_WEIGHTS, EstimatorSettings
 from sb3_reinforce.common.importance_weights import effective_sample_size, importance_ratios, truncated_fraction
 from sb3_reinforce.common.returns import discounted_returns
 from sb3_reinforce.common.validation import check_choice, check_int, check_number
-from sb3_reinforce.offpolicy_pg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_reinforce.offpolicy_pg.policies import (
+    CnnLstmPolicy,
+    CnnPolicy,
+    MlpLstmPolicy,
+    MlpPolicy,
+    MultiInputLstmPolicy,
+    MultiInputPolicy,
+)
 
 
 class OffPolicyPG(EpisodicPolicyGradient):
@@ -46,8 +53,9 @@ class OffPolicyPG(EpisodicPolicyGradient):
     ``docs/offpolicy_pg.md`` for the estimators, the bias and variance of each option and the
     benchmark behind the defaults.
 
-    :param policy: The policy model to use (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``) or an
-        ``ActorCriticPolicy`` subclass.
+    :param policy: The policy model to use (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``; the recurrent
+        ``MlpLstmPolicy``, ``CnnLstmPolicy``, ``MultiInputLstmPolicy``, sb3-contrib's LSTM policies, whose
+        update backpropagates through whole episodes: ``docs/recurrent.md``) or an ``ActorCriticPolicy`` subclass.
     :param env: The environment to learn from (if registered in Gym, can be str).
     :param learning_rate: Learning rate of the optimiser (Adam by default); it can be a function
         of the current progress remaining (from 1 to 0).
@@ -89,6 +97,12 @@ class OffPolicyPG(EpisodicPolicyGradient):
     :param max_grad_norm: Clip the gradient to this norm before each step (None: no clipping).
     :param max_episode_steps: Guard against episodes that never end: if an env without a time limit
         runs an episode past this many steps, training stops with an error.
+    :param recurrent_chunk_steps: With a recurrent policy (``MlpLstmPolicy`` ...), the update runs every
+        episode through the LSTM from its first step; it evaluates the episodes in chunks of at most this
+        many steps (episodes × the chunk's longest length; an episode longer than that is a chunk of its
+        own) and accumulates their gradients, recomputing each chunk in the backward pass, so that the
+        memory held is one chunk's.  The gradient is the same for every value.  None: the whole batch at
+        once.  Ignored by feedforward policies.  See ``docs/recurrent.md``.
     :param use_sde: Explore with generalized State-Dependent Exploration (gSDE, ``Box`` actions only):
         the noise is a function of the state, drawn as a random matrix that is kept for several
         steps.  The update uses each action's per-step (marginal) log-probability, as SB3's A2C and
@@ -113,6 +127,9 @@ class OffPolicyPG(EpisodicPolicyGradient):
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
+        "MlpLstmPolicy": MlpLstmPolicy,
+        "CnnLstmPolicy": CnnLstmPolicy,
+        "MultiInputLstmPolicy": MultiInputLstmPolicy,
     }
     allowed_baselines = ("none", "mean", "value")
     leave_one_out_baselines = ("mean",)
@@ -142,6 +159,7 @@ class OffPolicyPG(EpisodicPolicyGradient):
         vf_learning_rate: float | Schedule | None = None,
         max_grad_norm: float | None = None,
         max_episode_steps: int = 100_000,
+        recurrent_chunk_steps: int | None = 20_000,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         stats_window_size: int = 100,
@@ -174,6 +192,7 @@ class OffPolicyPG(EpisodicPolicyGradient):
             vf_learning_rate=vf_learning_rate,
             max_grad_norm=max_grad_norm,
             max_episode_steps=max_episode_steps,
+            recurrent_chunk_steps=recurrent_chunk_steps,
             use_sde=use_sde,
             sde_sample_freq=sde_sample_freq,
             stats_window_size=stats_window_size,

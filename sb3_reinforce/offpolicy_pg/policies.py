@@ -5,6 +5,11 @@ with any other baseline it is built but never trained.  When the env exposes ``a
 the model uses the ``Maskable*`` counterparts instead (docs/masking.md).
 """
 
+from sb3_contrib.common.recurrent.policies import (
+    RecurrentActorCriticCnnPolicy,
+    RecurrentActorCriticPolicy,
+    RecurrentMultiInputActorCriticPolicy,
+)
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
 
 from sb3_reinforce.common.maskable_policies import MaskableCnnPolicy, MaskableMlpPolicy, MaskableMultiInputPolicy
@@ -12,12 +17,19 @@ from sb3_reinforce.common.maskable_policies import MaskableCnnPolicy, MaskableMl
 MlpPolicy = ActorCriticPolicy
 CnnPolicy = ActorCriticCnnPolicy
 MultiInputPolicy = MultiInputActorCriticPolicy
+# Recurrent (LSTM) policies: sb3-contrib's, as RecurrentPPO names them (docs/recurrent.md).
+MlpLstmPolicy = RecurrentActorCriticPolicy
+CnnLstmPolicy = RecurrentActorCriticCnnPolicy
+MultiInputLstmPolicy = RecurrentMultiInputActorCriticPolicy
 
 __all__ = [
+    "CnnLstmPolicy",
     "CnnPolicy",
     "MaskableCnnPolicy",
     "MaskableMlpPolicy",
     "MaskableMultiInputPolicy",
+    "MlpLstmPolicy",
     "MlpPolicy",
+    "MultiInputLstmPolicy",
     "MultiInputPolicy",
 ]

@@ -4,6 +4,11 @@ The value head is used only by ``baseline="value"``; with any other baseline it 
 never trained.
 """
 
+from sb3_contrib.common.recurrent.policies import (
+    RecurrentActorCriticCnnPolicy,
+    RecurrentActorCriticPolicy,
+    RecurrentMultiInputActorCriticPolicy,
+)
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
 
 from sb3_reinforce.common.maskable_policies import MaskableCnnPolicy, MaskableMlpPolicy, MaskableMultiInputPolicy
@@ -11,12 +16,19 @@ from sb3_reinforce.common.maskable_policies import MaskableCnnPolicy, MaskableMl
 MlpPolicy = ActorCriticPolicy
 CnnPolicy = ActorCriticCnnPolicy
 MultiInputPolicy = MultiInputActorCriticPolicy
+# Recurrent (LSTM) policies: sb3-contrib's, as RecurrentPPO names them (docs/recurrent.md).
+MlpLstmPolicy = RecurrentActorCriticPolicy
+CnnLstmPolicy = RecurrentActorCriticCnnPolicy
+MultiInputLstmPolicy = RecurrentMultiInputActorCriticPolicy
 
 __all__ = [
+    "CnnLstmPolicy",
     "CnnPolicy",
     "MaskableCnnPolicy",
     "MaskableMlpPolicy",
     "MaskableMultiInputPolicy",
+    "MlpLstmPolicy",
     "MlpPolicy",
+    "MultiInputLstmPolicy",
     "MultiInputPolicy",
 ]

@@ -11,7 +11,14 @@ from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from sb3_reinforce.common.collector import EpisodeCollector
 from sb3_reinforce.common.episodes import EpisodeBatch
 from sb3_reinforce.common.episodic_algorithm import EpisodicPolicyGradient
-from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_reinforce.reinforce.policies import (
+    CnnLstmPolicy,
+    CnnPolicy,
+    MlpLstmPolicy,
+    MlpPolicy,
+    MultiInputLstmPolicy,
+    MultiInputPolicy,
+)
 
 
 class REINFORCE(EpisodicPolicyGradient):
@@ -27,8 +34,9 @@ class REINFORCE(EpisodicPolicyGradient):
     (a mean over episodes and a sum over steps).  See ``docs/reinforce.md`` for the estimator and
     the bias of every option.
 
-    :param policy: The policy model to use (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``) or an
-        ``ActorCriticPolicy`` subclass.
+    :param policy: The policy model to use (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``; the recurrent
+        ``MlpLstmPolicy``, ``CnnLstmPolicy``, ``MultiInputLstmPolicy``, sb3-contrib's LSTM policies, whose
+        update backpropagates through whole episodes: ``docs/recurrent.md``) or an ``ActorCriticPolicy`` subclass.
     :param env: The environment to learn from (if registered in Gym, can be str).
     :param learning_rate: Learning rate of the optimiser (Adam by default); it can be a function
         of the current progress remaining (from 1 to 0).
@@ -67,6 +75,12 @@ class REINFORCE(EpisodicPolicyGradient):
     :param max_grad_norm: Clip the gradient to this norm before the step (None: no clipping).
     :param max_episode_steps: Guard against episodes that never end: if an env without a time limit
         runs an episode past this many steps, training stops with an error.
+    :param recurrent_chunk_steps: With a recurrent policy (``MlpLstmPolicy`` ...), the update runs every
+        episode through the LSTM from its first step; it evaluates the episodes in chunks of at most this
+        many steps (episodes × the chunk's longest length; an episode longer than that is a chunk of its
+        own) and accumulates their gradients, recomputing each chunk in the backward pass, so that the
+        memory held is one chunk's.  The gradient is the same for every value.  None: the whole batch at
+        once.  Ignored by feedforward policies.  See ``docs/recurrent.md``.
     :param use_sde: Explore with generalized State-Dependent Exploration (gSDE, ``Box`` actions only):
         the noise is a function of the state, drawn as a random matrix that is kept for several
         steps.  The update uses each action's per-step (marginal) log-probability, as SB3's A2C and
@@ -91,6 +105,9 @@ class REINFORCE(EpisodicPolicyGradient):
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
+        "MlpLstmPolicy": MlpLstmPolicy,
+        "CnnLstmPolicy": CnnLstmPolicy,
+        "MultiInputLstmPolicy": MultiInputLstmPolicy,
     }
 
     #: The batch of the last rollout (SB3's on-policy algorithms keep theirs under the same name).
@@ -114,6 +131,7 @@ class REINFORCE(EpisodicPolicyGradient):
         vf_learning_rate: float | Schedule | None = None,
         max_grad_norm: float | None = None,
         max_episode_steps: int = 100_000,
+        recurrent_chunk_steps: int | None = 20_000,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         stats_window_size: int = 100,
@@ -142,6 +160,7 @@ class REINFORCE(EpisodicPolicyGradient):
             vf_learning_rate=vf_learning_rate,
             max_grad_norm=max_grad_norm,
             max_episode_steps=max_episode_steps,
+            recurrent_chunk_steps=recurrent_chunk_steps,
             use_sde=use_sde,
             sde_sample_freq=sde_sample_freq,
             stats_window_size=stats_window_size,
