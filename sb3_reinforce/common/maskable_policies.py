@@ -128,58 +128,39 @@ class _RawMasking:
         super()._build(lr_schedule)  # type: ignore[misc]
 
 
-class MaskableMlpPolicy(_RawMasking, MaskableActorCriticPolicy):
-    """
-    sb3-contrib's ``MaskableActorCriticPolicy`` (``MaskablePPO``'s ``MlpPolicy``), masking the raw logits.
+#: The constructor parameters of sb3-contrib's maskable policies, shared by the docstrings below.
+_POLICY_PARAMETERS = """
+:param observation_space: Observation space.
+:param action_space: Action space (``Discrete``, ``MultiDiscrete`` or ``MultiBinary``).
+:param lr_schedule: Learning rate schedule (its value at 1 sets the optimiser's initial rate).
+:param net_arch: The actor's and critic's hidden layers (SB3's ``net_arch``).
+:param activation_fn: Activation function of the hidden layers.
+:param ortho_init: Use orthogonal initialisation.
+:param features_extractor_class: Features extractor class.
+:param features_extractor_kwargs: Keyword arguments of the features extractor.
+:param share_features_extractor: One features extractor for the actor and the critic.
+:param normalize_images: Divide image observations by 255.
+:param optimizer_class: Optimiser class.
+:param optimizer_kwargs: Keyword arguments of the optimiser, besides the learning rate.
+"""
 
-    :param observation_space: Observation space.
-    :param action_space: Action space (``Discrete``, ``MultiDiscrete`` or ``MultiBinary``).
-    :param lr_schedule: Learning rate schedule (its value at 1 sets the optimiser's initial rate).
-    :param net_arch: The actor's and critic's hidden layers (SB3's ``net_arch``).
-    :param activation_fn: Activation function of the hidden layers.
-    :param ortho_init: Use orthogonal initialisation.
-    :param features_extractor_class: Features extractor class.
-    :param features_extractor_kwargs: Keyword arguments of the features extractor.
-    :param share_features_extractor: One features extractor for the actor and the critic.
-    :param normalize_images: Divide image observations by 255.
-    :param optimizer_class: Optimiser class.
-    :param optimizer_kwargs: Keyword arguments of the optimiser, besides the learning rate.
-    """
+
+class MaskableMlpPolicy(_RawMasking, MaskableActorCriticPolicy):
+    __doc__ = (
+        "sb3-contrib's ``MaskableActorCriticPolicy`` (``MaskablePPO``'s ``MlpPolicy``), masking the raw logits.\n"
+        + _POLICY_PARAMETERS
+    )
 
 
 class MaskableCnnPolicy(_RawMasking, MaskableActorCriticCnnPolicy):
-    """
-    sb3-contrib's ``MaskableActorCriticCnnPolicy`` (``MaskablePPO``'s ``CnnPolicy``), masking the raw logits.
-
-    :param observation_space: Observation space.
-    :param action_space: Action space (``Discrete``, ``MultiDiscrete`` or ``MultiBinary``).
-    :param lr_schedule: Learning rate schedule (its value at 1 sets the optimiser's initial rate).
-    :param net_arch: The actor's and critic's hidden layers (SB3's ``net_arch``).
-    :param activation_fn: Activation function of the hidden layers.
-    :param ortho_init: Use orthogonal initialisation.
-    :param features_extractor_class: Features extractor class.
-    :param features_extractor_kwargs: Keyword arguments of the features extractor.
-    :param share_features_extractor: One features extractor for the actor and the critic.
-    :param normalize_images: Divide image observations by 255.
-    :param optimizer_class: Optimiser class.
-    :param optimizer_kwargs: Keyword arguments of the optimiser, besides the learning rate.
-    """
+    __doc__ = (
+        "sb3-contrib's ``MaskableActorCriticCnnPolicy`` (``MaskablePPO``'s ``CnnPolicy``), masking the raw logits.\n"
+        + _POLICY_PARAMETERS
+    )
 
 
 class MaskableMultiInputPolicy(_RawMasking, MaskableMultiInputActorCriticPolicy):
-    """
-    sb3-contrib's ``MaskableMultiInputActorCriticPolicy``, masking the raw logits (``Dict`` observations).
-
-    :param observation_space: Observation space.
-    :param action_space: Action space (``Discrete``, ``MultiDiscrete`` or ``MultiBinary``).
-    :param lr_schedule: Learning rate schedule (its value at 1 sets the optimiser's initial rate).
-    :param net_arch: The actor's and critic's hidden layers (SB3's ``net_arch``).
-    :param activation_fn: Activation function of the hidden layers.
-    :param ortho_init: Use orthogonal initialisation.
-    :param features_extractor_class: Features extractor class.
-    :param features_extractor_kwargs: Keyword arguments of the features extractor.
-    :param share_features_extractor: One features extractor for the actor and the critic.
-    :param normalize_images: Divide image observations by 255.
-    :param optimizer_class: Optimiser class.
-    :param optimizer_kwargs: Keyword arguments of the optimiser, besides the learning rate.
-    """
+    __doc__ = (
+        "sb3-contrib's ``MaskableMultiInputActorCriticPolicy``, masking the raw logits (``Dict`` observations).\n"
+        + _POLICY_PARAMETERS
+    )
