@@ -32,6 +32,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_reinforce.common.baselines import BASELINES, OPTIMAL_BASELINES
 from sb3_reinforce.common.collector import EpisodeCollector
 from sb3_reinforce.common.episodes import EpisodeBatch, Observations, take_steps
 from sb3_reinforce.common.errors import UnsupportedActionSpaceError, UnsupportedObservationSpaceError
@@ -113,23 +114,9 @@ class EpisodicPolicyGradient(BaseAlgorithm):
         "MultiInputPolicy": MultiInputActorCriticPolicy,
     }
     #: Baselines this class accepts.
-    allowed_baselines: ClassVar[tuple[str, ...]] = (
-        "none",
-        "mean",
-        "optimal",
-        "optimal_constant",
-        "optimal_time",
-        "optimal_coordinate",
-        "value",
-    )
+    allowed_baselines: ClassVar[tuple[str, ...]] = BASELINES
     #: Baselines that compare an episode with the other episodes of its batch (need ``n_episodes >= 2``).
-    leave_one_out_baselines: ClassVar[tuple[str, ...]] = (
-        "mean",
-        "optimal",
-        "optimal_constant",
-        "optimal_time",
-        "optimal_coordinate",
-    )
+    leave_one_out_baselines: ClassVar[tuple[str, ...]] = ("mean", *OPTIMAL_BASELINES)
 
     policy: ActorCriticPolicy
     #: Whether the model applies the env's action masks (docs/masking.md): set when the env it is
