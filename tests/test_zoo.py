@@ -284,6 +284,10 @@ def test_sampler_builds_models_and_converter_round_trips(algo: str) -> None:
         fits = [k for k in sampled if k.get("vf_epochs", 0) > 0]
         assert fits and all(k["baseline"] == "value" for k in fits)
         assert {k["vf_batch_size"] is None for k in fits} == {True, False}
+    else:  # target_kl is searched, as None or a limit, and only with several gradient steps
+        limits = [k for k in sampled if "target_kl" in k]
+        assert limits and all(k["gradient_steps"] > 1 for k in limits)
+        assert {k["target_kl"] is None for k in limits} == {True, False}
     assert not any("use_sde" in k for k in sampled)  # Discrete actions: no Gaussian options
 
 

@@ -335,3 +335,15 @@ class EpisodeReplayBuffer(BaseBuffer):
         :return: The episodes.
         """
         return self._get_samples(np.arange(self.n_episodes), env=env)
+
+    def newest_episodes(self, count: int, env: VecNormalize | None = None) -> EpisodeBatch:
+        """
+        The ``count`` most recently stored episodes, oldest first.
+
+        :param count: How many, from 1 to the number stored.
+        :param env: Optional ``VecNormalize`` used to normalise observations and rewards.
+        :return: The episodes.
+        """
+        if not 1 <= count <= self.n_episodes:
+            raise ValueError(f"count={count} must be between 1 and the number of stored episodes ({self.n_episodes})")
+        return self._get_samples(np.arange(self.n_episodes - count, self.n_episodes), env=env)

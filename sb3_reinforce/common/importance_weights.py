@@ -50,6 +50,28 @@ def truncated_ratios(ratios: np.ndarray, truncation: float | None) -> np.ndarray
     return np.minimum(ratios, float(truncation))
 
 
+def approximate_kl(ratios: np.ndarray) -> float:
+    """
+    ``KL(mu || pi)`` estimated from the ratios of steps sampled by ``mu``: ``mean((rho_t - 1) - log rho_t)``.
+
+    Each term is non-negative and its expectation under ``mu`` is the divergence (Schulman's ``k3``
+    estimator, the one SB3's PPO logs as ``approx_kl``).  It is 0 when every ratio is 1 and
+    infinite when a ratio is 0 or infinite.
+
+    >>> round(approximate_kl(np.array([1.0, 1.0])), 6), round(approximate_kl(np.array([2.0, 0.5])), 4)
+    (0.0, 0.25)
+
+    :param ratios: ``rho_t = pi(a_t|s_t) / mu(a_t|s_t)``, untruncated, shape ``(M,)``.
+    :return: The estimate, ``>= 0`` (0 for no steps).
+    """
+    ratios = np.asarray(ratios, dtype=np.float64)
+    if ratios.size == 0:
+        return 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = (ratios - 1.0) - np.log(ratios)
+    return float(np.mean(np.where(np.isfinite(ratios) & (ratios > 0), terms, np.inf)))
+
+
 def truncated_fraction(ratios: np.ndarray, truncation: float | None) -> float:
     """
     Fraction of the steps whose ratio the truncation lowered (``rho_t > c``).

@@ -17,7 +17,12 @@ from sb3_reinforce.common.episode_replay_buffer import EpisodeReplayBuffer
 from sb3_reinforce.common.episodes import EpisodeBatch
 from sb3_reinforce.common.episodic_algorithm import EpisodicPolicyGradient
 from sb3_reinforce.common.estimator import IMPORTANCE_WEIGHTS, EstimatorSettings, bootstrapped_rewards
-from sb3_reinforce.common.importance_weights import effective_sample_size, importance_ratios, truncated_fraction
+from sb3_reinforce.common.importance_weights import (
+    approximate_kl,
+    effective_sample_size,
+    importance_ratios,
+    truncated_fraction,
+)
 from sb3_reinforce.common.returns import discounted_returns
 from sb3_reinforce.common.validation import check_choice, check_int, check_number
 from sb3_reinforce.offpolicy_pg.policies import (
@@ -95,6 +100,11 @@ class OffPolicyPG(EpisodicPolicyGradient):
     :param vf_learning_rate: Learning rate of the value fit, or a function of the remaining progress
         (None: ``learning_rate``).
     :param max_grad_norm: Clip the gradient to this norm before each step (None: no clipping).
+    :param target_kl: Stop a rollout's ``gradient_steps`` early when the policy has moved too far: after
+        each step, the divergence ``KL(pi_old || pi)`` of the current policy from the one the steps began
+        with (the one that collected the rollout) is estimated on the episodes of the latest rollout, and
+        the remaining steps are skipped once it exceeds ``1.5 * target_kl``, as in SB3's PPO; logged as
+        ``train/approx_kl`` (None: no limit).
     :param max_episode_steps: Guard against episodes that never end: if an env without a time limit
         runs an episode past this many steps, training stops with an error.
     :param recurrent_chunk_steps: With a recurrent policy (``MlpLstmPolicy`` ...), the update runs every
@@ -158,6 +168,7 @@ class OffPolicyPG(EpisodicPolicyGradient):
         vf_batch_size: int | None = None,
         vf_learning_rate: float | Schedule | None = None,
         max_grad_norm: float | None = None,
+        target_kl: float | None = None,
         max_episode_steps: int = 100_000,
         recurrent_chunk_steps: int | None = 20_000,
         use_sde: bool = False,
@@ -174,6 +185,8 @@ class OffPolicyPG(EpisodicPolicyGradient):
         # Set before the base class validates the hyperparameters.
         self.batch_episodes, self.buffer_size, self.gradient_steps = batch_episodes, buffer_size, gradient_steps
         self.importance_weights, self.truncation = importance_weights, truncation
+        self.target_kl = target_kl
+        self._rollout_episodes = 0  # episodes stored by the latest rollout (for target_kl)
         self.replay_buffer = None
         super().__init__(
             policy,
@@ -220,6 +233,7 @@ class OffPolicyPG(EpisodicPolicyGradient):
             check_int("batch_episodes", self.batch_episodes, 1)
         check_int("buffer_size", self.buffer_size, 1)
         check_int("gradient_steps", self.gradient_steps, 1)
+        check_number("target_kl", self.target_kl, 0.0, low_inclusive=False, allow_none=True)
         if self.vf_epochs > 0 and self.vf_coef != 0:
             raise ValueError(
                 f"vf_coef={self.vf_coef!r} is not allowed with vf_epochs={self.vf_epochs}: it must be 0. The value "
@@ -279,6 +293,7 @@ class OffPolicyPG(EpisodicPolicyGradient):
             raise TypeError(f"expected an EpisodeReplayBuffer, the file holds a {type(buffer).__name__}")
         buffer.device = self.device
         self.replay_buffer = buffer
+        self._rollout_episodes = 0  # no rollout of this model's is in it yet
 
     # ------------------------------------------------------------------ collection and update
 
@@ -291,18 +306,25 @@ class OffPolicyPG(EpisodicPolicyGradient):
                 evicted.observations, discounted_returns(rewards, evicted.lengths, self.gamma, self.reward_to_go)
             )
             self.logger.record("rollout/vf_fit_episodes", evicted.n_episodes)
+        self._rollout_episodes = episodes.n_episodes
         self.logger.record("rollout/new_episodes", episodes.n_episodes)
         self.logger.record("rollout/new_steps", episodes.n_steps)
         self.logger.record("rollout/buffer_episodes", self.replay_buffer.n_episodes)
         self.logger.record("rollout/buffer_transitions", self.replay_buffer.size())
 
     def train(self) -> None:
-        """``gradient_steps`` updates (docs/maths.md §6), each on ``batch_episodes`` episodes from the buffer."""
+        """
+        ``gradient_steps`` updates (docs/maths.md §6), each on ``batch_episodes`` episodes from the buffer;
+        with ``target_kl``, fewer once the policy has moved that far from the latest rollout's.
+        """
         if self.replay_buffer is None:
             raise RuntimeError("train() needs episodes in the replay buffer: call learn(), which collects them first")
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         stats: dict[str, list[float]] = {}
+        steps_taken = 0
+        # the latest rollout's episodes and their log-probabilities before the updates, for target_kl
+        rollout = self._rollout_log_probs() if self.target_kl is not None else None
         for _ in range(self.gradient_steps):
             batch = self.replay_buffer.sample(self.batch_episodes, env=self._vec_normalize_env)
             evaluation = self._evaluate_episodes(batch)  # log pi(a_t|s_t), V(s_t), entropy
@@ -310,6 +332,7 @@ class OffPolicyPG(EpisodicPolicyGradient):
             ratios = importance_ratios(evaluation.log_prob.detach().cpu().numpy(), batch.log_probs)
             losses = self._losses(batch, evaluation, ratios)  # weights, returns, baselines, surrogate loss
             self._gradient_step(losses, evaluation)
+            steps_taken += 1
             ess = effective_sample_size(losses.weights)
             step_stats = {
                 "train/n_episodes": float(batch.n_episodes),
@@ -321,8 +344,39 @@ class OffPolicyPG(EpisodicPolicyGradient):
             }
             for key, value in step_stats.items():
                 stats.setdefault(key, []).append(value)
+            if self.target_kl is not None and rollout is not None:
+                approx_kl = self._rollout_kl(*rollout)
+                self.logger.record("train/approx_kl", approx_kl)
+                if approx_kl > 1.5 * self.target_kl:
+                    if self.verbose >= 1:
+                        print(
+                            f"Early stopping after gradient step {steps_taken} of {self.gradient_steps}: "
+                            f"approx_kl {approx_kl:.4f} > 1.5 * target_kl ({self.target_kl})"
+                        )
+                    break
         for key, values in stats.items():
             self.logger.record(key, float(np.max(values)) if key.endswith("_max") else float(np.mean(values)))
+        self.logger.record("train/gradient_steps", steps_taken)
+
+    def _rollout_log_probs(self) -> tuple[EpisodeBatch, th.Tensor]:
+        """The latest rollout's episodes (all stored ones before any rollout) and their log-probabilities now."""
+        assert self.replay_buffer is not None
+        count = min(self._rollout_episodes, self.replay_buffer.n_episodes) or self.replay_buffer.n_episodes
+        episodes = self.replay_buffer.newest_episodes(count, env=self._vec_normalize_env)
+        with th.no_grad():
+            return episodes, self._evaluate_episodes(episodes).log_prob
+
+    def _rollout_kl(self, episodes: EpisodeBatch, old_log_prob: th.Tensor) -> float:
+        """
+        ``KL(pi_old || pi)`` estimated on ``episodes``: how far the updates have moved the policy.
+
+        :param episodes: The latest rollout's episodes.
+        :param old_log_prob: Their actions' log-probabilities before the updates (under ``pi_old``).
+        :return: ``mean((r_t - 1) - log r_t)`` with ``r_t = pi(a_t|s_t) / pi_old(a_t|s_t)``.
+        """
+        with th.no_grad():
+            log_prob = self._evaluate_episodes(episodes).log_prob
+        return approximate_kl(importance_ratios(log_prob.cpu().numpy(), old_log_prob.cpu().numpy()))
 
     def _estimator_settings(self) -> EstimatorSettings:
         return dataclasses.replace(

@@ -74,14 +74,15 @@ def convert_offpolicy_pg_params(sampled_params: dict[str, Any]) -> dict[str, Any
     Turn the raw values of an ``offpolicy_pg`` trial into ``OffPolicyPG`` keyword arguments.
 
     ``truncation`` is stored as a float with ``0`` for "no truncation" (Optuna categories must
-    be of one type): it becomes None.
+    be of one type): it becomes None; so does a ``target_kl`` of ``0`` ("no limit").
 
     :param sampled_params: ``trial.params`` of a trial sampled by :func:`sample_offpolicy_pg_params`.
     :return: Keyword arguments.
     """
     hyperparams = _convert_common(sampled_params)
-    if "truncation" in hyperparams and not hyperparams["truncation"]:
-        hyperparams["truncation"] = None
+    for name in ("truncation", "target_kl"):
+        if name in hyperparams and not hyperparams[name]:
+            hyperparams[name] = None
     return hyperparams
 
 
@@ -148,9 +149,9 @@ def sample_offpolicy_pg_params(
 
     Searched: the common ones of :func:`sample_reinforce_params` (baseline among ``none``,
     ``mean``, ``value``), new episodes per rollout (2 to 16), episodes per gradient step (4 to
-    64), gradient steps per rollout (1 to 16), buffer capacity, importance weights and their
-    truncation (``0`` stands for none); with ``Box`` actions the Gaussian's options, as
-    :func:`sample_reinforce_params`.
+    64), gradient steps per rollout (1 to 16) and, with more than one, ``target_kl`` (``0`` stands
+    for no limit), buffer capacity, importance weights and their truncation (``0`` stands for none);
+    with ``Box`` actions the Gaussian's options, as :func:`sample_reinforce_params`.
 
     :param trial: The Optuna trial.
     :param n_actions: Action dimension, which rl-zoo3 sets for ``Box`` actions only (0 otherwise).
@@ -168,5 +169,7 @@ def sample_offpolicy_pg_params(
         "baseline": trial.suggest_categorical("baseline", ["none", "mean", "value"]),
         **_sample_common(trial, n_actions),
     }
+    if sampled["gradient_steps_pow"] > 0:  # the limit stops a rollout's gradient steps early
+        sampled["target_kl"] = trial.suggest_categorical("target_kl", [0.0, 0.01, 0.03, 0.1])
     trial.set_user_attr("gamma", 1.0 - sampled["one_minus_gamma"])
     return convert_offpolicy_pg_params(sampled)
