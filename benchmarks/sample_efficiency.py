@@ -174,7 +174,16 @@ class RunResult:
 #: Training statistics read from the logger at each rollout end (the last update's) and averaged
 #: between evaluations; ``clipped`` is 1 for an update whose gradient norm exceeded ``max_grad_norm``
 #: (NaN for SB3's algorithms, which do not log the norm).
-DIAGNOSTICS = ("entropy", "explained_variance", "grad_norm", "clipped", "ep_len_mean", "ep_rew_mean")
+DIAGNOSTICS = (
+    "entropy",
+    "explained_variance",
+    "grad_norm",
+    "clipped",
+    "ep_len_mean",
+    "ep_rew_mean",
+    "approx_kl",  # PPO's, and OffPolicyPG's with target_kl
+    "gradient_steps",  # OffPolicyPG's gradient steps per rollout (fewer than gradient_steps when target_kl stops them)
+)
 
 
 class EvaluateAndStop(BaseCallback):
@@ -229,6 +238,8 @@ class EvaluateAndStop(BaseCallback):
                 else float("nan"),
                 ep_len_mean=float(np.mean([info["l"] for info in buffer])) if buffer else float("nan"),
                 ep_rew_mean=float(np.mean([info["r"] for info in buffer])) if buffer else float("nan"),
+                approx_kl=values.get("train/approx_kl", float("nan")),
+                gradient_steps=values.get("train/gradient_steps", float("nan")),
             )
         )
 

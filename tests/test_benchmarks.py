@@ -71,10 +71,20 @@ def test_runs_record_both_policies_and_training_diagnostics(algo: str) -> None:
     assert 0 < later["entropy"] <= np.log(2) + 1e-6 and later["ep_len_mean"] >= 8
     if algo == "reinforce":  # the grad norm is ours; PPO takes 10 epochs of minibatch steps per rollout
         assert later["grad_norm"] > 0 and later["clipped"] == 0.0  # REINFORCE's default: no clipping
+        assert np.isnan(later["approx_kl"]) and np.isnan(later["gradient_steps"])  # one step, nothing to limit
     else:
         assert steps[-1] > 50 and np.isnan(later["clipped"])  # SB3 does not log the gradient norm
+        assert later["approx_kl"] > 0
     table = sample_efficiency.diagnostics_table([run], fractions=(0.5, 1.0))
     assert f"| CartPole-v1 | {algo} | 1 500 |" in table and f"| CartPole-v1 | {algo} | 3 000 |" in table
+
+
+def test_diagnostics_record_how_many_gradient_steps_target_kl_left() -> None:
+    setting = sample_efficiency.EnvSetting(threshold=1e9, budget=3_000, eval_freq=1_000, eval_episodes=2)
+    hyperparams = {"gradient_steps": 8, "target_kl": 0.001, "learning_rate": 0.01}
+    run = sample_efficiency.run_one("CartPole-v1", "offpolicy_pg", 0, setting, hyperparams=hyperparams)
+    later = run.diagnostics[-1]
+    assert 1 <= later["gradient_steps"] < 8 and later["approx_kl"] > 0
 
 
 @pytest.mark.parametrize("algo", ["reinforce", "ppo_lstm"])
