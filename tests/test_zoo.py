@@ -272,7 +272,7 @@ def test_sampler_builds_models_and_converter_round_trips(algo: str) -> None:
     algorithm_class = getattr(sb3_reinforce, ZOO_ALGOS[algo][0])
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     sampled = []
-    for _ in range(24):
+    for _ in range(48):
         trial = study.ask()
         kwargs = sampler(trial, 0, 1, {})
         assert converter(trial.params) == kwargs  # what --trial-id loads is what was trained
@@ -280,11 +280,13 @@ def test_sampler_builds_models_and_converter_round_trips(algo: str) -> None:
         algorithm_class("MlpPolicy", ENV, device="cpu", **kwargs)
         study.tell(trial, 0.0)
         sampled.append(kwargs)
-    if algo == "reinforce":  # the value fit is searched, and only with the value baseline
-        fits = [k for k in sampled if k.get("vf_epochs", 0) > 0]
-        assert fits and all(k["baseline"] == "value" for k in fits)
-        assert {k["vf_batch_size"] is None for k in fits} == {True, False}
-    else:  # target_kl is searched, as None or a limit, and only with several gradient steps
+    # the value fit is searched by both, and only with the value baseline
+    fits = [k for k in sampled if k.get("vf_epochs", 0) > 0]
+    assert fits and all(k["baseline"] == "value" for k in fits)
+    assert {k["vf_batch_size"] is None for k in fits} == {True, False}
+    assert {k["vf_coef"] for k in fits} == ({0.0, 0.5} if algo == "reinforce" else {0.0})  # OffPolicyPG: fit alone
+    assert not any("vf_coef" in k for k in sampled if k.get("vf_epochs", 0) == 0)
+    if algo == "offpolicy_pg":  # target_kl is searched, as None or a limit, and only with several gradient steps
         limits = [k for k in sampled if "target_kl" in k]
         assert limits and all(k["gradient_steps"] > 1 for k in limits)
         assert {k["target_kl"] is None for k in limits} == {True, False}

@@ -28,6 +28,8 @@ ACTIVATION_FN: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 def _convert_common(sampled_params: dict[str, Any]) -> dict[str, Any]:
     """Map the raw values shared by both algorithms to constructor arguments."""
     hyperparams = dict(sampled_params)
+    if "vf_batch_size" in hyperparams and not hyperparams["vf_batch_size"]:  # 0 stands for the whole batch
+        hyperparams["vf_batch_size"] = None
     if "one_minus_gamma" in hyperparams:
         hyperparams["gamma"] = 1.0 - hyperparams.pop("one_minus_gamma")
     for name in ("n_episodes", "batch_episodes", "gradient_steps"):
@@ -61,8 +63,6 @@ def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     :return: Keyword arguments (``gamma``, ``n_episodes``, ``policy_kwargs``, ...).
     """
     hyperparams = _convert_common(sampled_params)
-    if "vf_batch_size" in hyperparams and not hyperparams["vf_batch_size"]:
-        hyperparams["vf_batch_size"] = None
     variant = hyperparams.pop("optimal_variant", None)
     if variant is not None:
         hyperparams["baseline"] = f"optimal_{variant}"
@@ -74,7 +74,9 @@ def convert_offpolicy_pg_params(sampled_params: dict[str, Any]) -> dict[str, Any
     Turn the raw values of an ``offpolicy_pg`` trial into ``OffPolicyPG`` keyword arguments.
 
     ``truncation`` is stored as a float with ``0`` for "no truncation" (Optuna categories must
-    be of one type): it becomes None; so does a ``target_kl`` of ``0`` ("no limit").
+    be of one type): it becomes None; so do a ``target_kl`` of ``0`` ("no limit") and a
+    ``vf_batch_size`` of ``0`` ("the whole batch").  With a value fit (``vf_epochs > 0``),
+    ``vf_coef`` is 0, which OffPolicyPG requires then.
 
     :param sampled_params: ``trial.params`` of a trial sampled by :func:`sample_offpolicy_pg_params`.
     :return: Keyword arguments.
@@ -83,6 +85,8 @@ def convert_offpolicy_pg_params(sampled_params: dict[str, Any]) -> dict[str, Any
     for name in ("truncation", "target_kl"):
         if name in hyperparams and not hyperparams[name]:
             hyperparams[name] = None
+    if hyperparams.get("vf_epochs", 0) > 0:  # OffPolicyPG's fit trains the value head alone (it requires vf_coef=0)
+        hyperparams["vf_coef"] = 0.0
     return hyperparams
 
 
@@ -104,6 +108,24 @@ def _sample_common(trial: optuna.Trial, n_actions: int) -> dict[str, Any]:
     return sampled
 
 
+def _sample_value_fit(trial: optuna.Trial, search_vf_coef: bool) -> dict[str, Any]:
+    """
+    The value baseline's fit (it exists only with ``baseline="value"``): epochs, minibatch size, learning rate.
+
+    :param trial: The Optuna trial.
+    :param search_vf_coef: With a fit, also search whether the value head learns from the loss's
+        ``vf_coef`` term too (0.5) or from the fit alone (0).
+    :return: The raw values.
+    """
+    sampled: dict[str, Any] = {"vf_epochs": trial.suggest_categorical("vf_epochs", [0, 5, 10, 20, 30])}
+    if sampled["vf_epochs"] > 0:
+        sampled["vf_batch_size"] = trial.suggest_categorical("vf_batch_size", [0, 64, 256])
+        sampled["vf_learning_rate"] = trial.suggest_float("vf_learning_rate", 1e-4, 1e-2, log=True)
+        if search_vf_coef:
+            sampled["vf_coef"] = trial.suggest_categorical("vf_coef", [0.0, 0.5])
+    return sampled
+
+
 def sample_reinforce_params(
     trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict[str, Any]
 ) -> dict[str, Any]:
@@ -113,7 +135,7 @@ def sample_reinforce_params(
     Searched: learning rate, episodes per update (2 to 32), discount, baseline (with ``"optimal"``,
     which of ``"optimal_constant"``, ``"optimal_time"``, ``"optimal_coordinate"``, as the trial
     parameter ``optimal_variant``; with the value baseline, the epochs, minibatch size and learning
-    rate of its fit, ``vf_epochs`` 0 to 20),
+    rate of its fit, ``vf_epochs`` 0 to 30, and with a fit ``vf_coef`` 0 or 0.5),
     advantage normalisation, entropy coefficient, gradient clipping, network size and activation.
     Reward-to-go stays on (it only lowers the variance).  With ``Box`` actions (``n_actions > 0``)
     also the initial log standard deviation and gSDE (``use_sde``, ``sde_sample_freq``).
@@ -131,11 +153,8 @@ def sample_reinforce_params(
     }
     if sampled["baseline"] == "optimal":  # which variance-optimal baseline (docs/maths.md §5.4)
         sampled["optimal_variant"] = trial.suggest_categorical("optimal_variant", list(OPTIMAL_VARIANTS))
-    if sampled["baseline"] == "value":  # the fit exists only for the value baseline
-        sampled["vf_epochs"] = trial.suggest_categorical("vf_epochs", [0, 5, 10, 20])
-        if sampled["vf_epochs"] > 0:
-            sampled["vf_batch_size"] = trial.suggest_categorical("vf_batch_size", [0, 64, 256])
-            sampled["vf_learning_rate"] = trial.suggest_float("vf_learning_rate", 1e-4, 1e-2, log=True)
+    if sampled["baseline"] == "value":
+        sampled.update(_sample_value_fit(trial, search_vf_coef=True))
     trial.set_user_attr("gamma", 1.0 - sampled["one_minus_gamma"])
     trial.set_user_attr("n_episodes", 2 ** sampled["n_episodes_pow"])
     return convert_reinforce_params(sampled)
@@ -151,7 +170,8 @@ def sample_offpolicy_pg_params(
     ``mean``, ``value``), new episodes per rollout (2 to 16), episodes per gradient step (4 to
     64), gradient steps per rollout (1 to 16) and, with more than one, ``target_kl`` (``0`` stands
     for no limit), buffer capacity, importance weights and their truncation (``0`` stands for none);
-    with ``Box`` actions the Gaussian's options, as :func:`sample_reinforce_params`.
+    with the value baseline its fit (``vf_coef`` then 0) and with ``Box`` actions the Gaussian's
+    options, as :func:`sample_reinforce_params`.
 
     :param trial: The Optuna trial.
     :param n_actions: Action dimension, which rl-zoo3 sets for ``Box`` actions only (0 otherwise).
@@ -171,5 +191,7 @@ def sample_offpolicy_pg_params(
     }
     if sampled["gradient_steps_pow"] > 0:  # the limit stops a rollout's gradient steps early
         sampled["target_kl"] = trial.suggest_categorical("target_kl", [0.0, 0.01, 0.03, 0.1])
+    if sampled["baseline"] == "value":
+        sampled.update(_sample_value_fit(trial, search_vf_coef=False))
     trial.set_user_attr("gamma", 1.0 - sampled["one_minus_gamma"])
     return convert_offpolicy_pg_params(sampled)
