@@ -5,7 +5,9 @@ Each algorithm is built by rl-zoo3's ``ExperimentManager`` from its hyperparamet
 (``ENVS``, the same for every algorithm) and evaluated on deterministic episodes every ``eval_freq``
 env steps.  Per run it records the evaluation curve, ``reached`` (env steps at the first evaluation at
 or above the threshold), ``stayed`` (env steps from which every later evaluation is, at least
-``STOP_AFTER`` of them; the run then stops), the final return and the wall time.
+``STOP_AFTER`` of them; the run then stops), the final return (the last evaluation's), the wall time and,
+where the env's setting asks for one (``final_episodes``; LunarLander-v3), the returns of a last, longer
+evaluation of the trained model with each policy.
 
 Usage (from the repository root)::
 
@@ -64,12 +66,15 @@ class EnvSetting:
     :param budget: Env steps per run (the same for every algorithm).
     :param eval_freq: Env steps between evaluations.
     :param eval_episodes: Deterministic episodes per evaluation.
+    :param final_episodes: Episodes of a last evaluation of the trained model, each way (0: none); with
+        many episodes it measures the final policy far more precisely than one evaluation of the curve.
     """
 
     threshold: float
     budget: int
     eval_freq: int
     eval_episodes: int = 10
+    final_episodes: int = 0
 
 
 #: CartPole-v1 and Acrobot-v1 thresholds: the issue's (475, -100); LunarLander-v3: 200 (its "solved");
@@ -77,7 +82,10 @@ class EnvSetting:
 ENVS: dict[str, EnvSetting] = {
     "CartPole-v1": EnvSetting(threshold=475.0, budget=100_000, eval_freq=5_000, eval_episodes=5),
     "Acrobot-v1": EnvSetting(threshold=-100.0, budget=200_000, eval_freq=10_000, eval_episodes=5),
-    "LunarLander-v3": EnvSetting(threshold=200.0, budget=200_000, eval_freq=20_000, eval_episodes=5),
+    # One evaluation swings by 100 or more on LunarLander-v3: the final model is also evaluated on 100 episodes.
+    "LunarLander-v3": EnvSetting(
+        threshold=200.0, budget=200_000, eval_freq=20_000, eval_episodes=5, final_episodes=100
+    ),
     "Pendulum-v1": EnvSetting(threshold=-200.0, budget=1_000_000, eval_freq=50_000, eval_episodes=5),
     # Action masks (info["action_mask"], through InfoActionMasker); 8 is gymnasium's reward_threshold.
     "Taxi-v4": EnvSetting(threshold=8.0, budget=500_000, eval_freq=25_000, eval_episodes=10),
@@ -87,7 +95,11 @@ ENVS: dict[str, EnvSetting] = {
 
 
 def env_setting(
-    env_id: str, budget: int | None = None, eval_freq: int | None = None, eval_episodes: int | None = None
+    env_id: str,
+    budget: int | None = None,
+    eval_freq: int | None = None,
+    eval_episodes: int | None = None,
+    final_episodes: int | None = None,
 ) -> EnvSetting:
     """
     The env's benchmark setting from :data:`ENVS`, with the values given here replacing its own.
@@ -96,9 +108,10 @@ def env_setting(
     :param budget: Env steps per run (None: the env's).
     :param eval_freq: Env steps between evaluations (None: the env's).
     :param eval_episodes: Deterministic episodes per evaluation (None: the env's).
+    :param final_episodes: Episodes of the final evaluation, each way (None: the env's).
     :return: The setting.
     """
-    given = dict(budget=budget, eval_freq=eval_freq, eval_episodes=eval_episodes)
+    given = dict(budget=budget, eval_freq=eval_freq, eval_episodes=eval_episodes, final_episodes=final_episodes)
     return EnvSetting(**{**asdict(ENVS[env_id]), **{k: v for k, v in given.items() if v is not None}})
 
 
@@ -125,6 +138,9 @@ class RunResult:
         policy (actions sampled), at each evaluation.
     :param diagnostics: At each evaluation, the training statistics averaged over the updates since
         the previous one (see :class:`EvaluateAndStop`).
+    :param final_episode_returns: Returns of the final evaluation's episodes, deterministic policy
+        (empty when the setting asks for none).
+    :param final_stochastic_episode_returns: The same with the stochastic policy.
     """
 
     env: str
@@ -139,6 +155,8 @@ class RunResult:
     stop_after: int = STOP_AFTER
     stochastic_returns: list[float] = field(default_factory=list)
     diagnostics: list[dict[str, float]] = field(default_factory=list)
+    final_episode_returns: list[float] = field(default_factory=list)
+    final_stochastic_episode_returns: list[float] = field(default_factory=list)
 
     @property
     def reached(self) -> int | None:
@@ -170,6 +188,17 @@ class RunResult:
         """Mean return of the last evaluation of the stochastic policy (NaN when not measured)."""
         return self.stochastic_returns[-1] if self.stochastic_returns else float("nan")
 
+    @property
+    def final_eval_return(self) -> float:
+        """Mean return of the final evaluation's episodes, deterministic policy (NaN when there was none)."""
+        return float(np.mean(self.final_episode_returns)) if self.final_episode_returns else float("nan")
+
+    @property
+    def final_eval_stochastic_return(self) -> float:
+        """Mean return of the final evaluation's episodes, stochastic policy (NaN when there was none)."""
+        values = self.final_stochastic_episode_returns
+        return float(np.mean(values)) if values else float("nan")
+
 
 #: Training statistics read from the logger at each rollout end (the last update's) and averaged
 #: between evaluations; ``clipped`` is 1 for an update whose gradient norm exceeded ``max_grad_norm``
@@ -184,6 +213,26 @@ DIAGNOSTICS = (
     "approx_kl",  # PPO's, and OffPolicyPG's with target_kl
     "gradient_steps",  # OffPolicyPG's gradient steps per rollout (fewer than gradient_steps when target_kl stops them)
 )
+
+
+def play_episodes(model: Any, training_env: Any, eval_env: Any, episodes: int, deterministic: bool) -> list[float]:
+    """
+    The returns of ``episodes`` evaluation episodes of ``model``.
+
+    :param model: The trained model.
+    :param training_env: Its training env (``VecNormalize`` statistics are synced from it).
+    :param eval_env: The evaluation env.
+    :param episodes: Number of episodes.
+    :param deterministic: Play the policy's mode (else sample actions).
+    :return: One return per episode.
+    """
+    sync_envs_normalization(training_env, eval_env)
+    # sb3-contrib's evaluation passes the eval env's action masks to predict (docs/masking.md).
+    evaluate = evaluate_masked_policy if is_masking_supported(eval_env) else evaluate_policy
+    returns, _ = evaluate(
+        model, eval_env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True
+    )
+    return [float(r) for r in returns]
 
 
 class EvaluateAndStop(BaseCallback):
@@ -245,15 +294,10 @@ class EvaluateAndStop(BaseCallback):
 
     def evaluate(self) -> None:
         """Play the evaluation episodes with each policy and record their mean returns and the diagnostics."""
-        sync_envs_normalization(self.training_env, self.eval_env)
-        means = []
-        # sb3-contrib's evaluation passes the eval env's action masks to predict (docs/masking.md).
-        evaluate = evaluate_masked_policy if is_masking_supported(self.eval_env) else evaluate_policy
-        for deterministic in (True, False):
-            outcome = evaluate(
-                self.model, self.eval_env, n_eval_episodes=self.setting.eval_episodes, deterministic=deterministic
-            )
-            means.append(float(np.mean(outcome[0])))
+        means = [
+            float(np.mean(play_episodes(self.model, self.training_env, self.eval_env, self.setting.eval_episodes, d)))
+            for d in (True, False)
+        ]
         self.result.steps.append(int(self.num_timesteps))
         self.result.returns.append(means[0])
         self.result.stochastic_returns.append(means[1])
@@ -339,6 +383,11 @@ def run_one(
         start = time.perf_counter()
         model.learn(setting.budget, callback=callback)
         result.wall_s = time.perf_counter() - start
+        if setting.final_episodes > 0:
+            assert model.env is not None
+            result.final_episode_returns, result.final_stochastic_episode_returns = (
+                play_episodes(model, model.env, eval_env, setting.final_episodes, d) for d in (True, False)
+            )
         eval_env.close()
         assert model.env is not None
         model.env.close()
@@ -364,6 +413,11 @@ def _median_or_none(values: Sequence[int | None]) -> float | None:
         return None
     padded = done + [float("inf")] * (len(values) - len(done))
     return float(statistics.median(padded))
+
+
+def _median_of_all(values: Sequence[float]) -> float:
+    """Median over all runs; NaN when any run lacks the figure (a median over some seeds would mislead)."""
+    return float("nan") if any(np.isnan(v) for v in values) else float(statistics.median(values))
 
 
 def summarize(runs: Iterable[RunResult]) -> list[dict[str, Any]]:
@@ -403,6 +457,11 @@ def summarize(runs: Iterable[RunResult]) -> list[dict[str, Any]]:
                 median_final_return=float(statistics.median(r.final_return for r in group)),
                 final_stochastic_returns=[r.final_stochastic_return for r in group],
                 median_final_stochastic_return=float(statistics.median(r.final_stochastic_return for r in group)),
+                final_episodes=min(len(r.final_episode_returns) for r in group),
+                final_eval_returns=[r.final_eval_return for r in group],
+                median_final_eval_return=_median_of_all([r.final_eval_return for r in group]),
+                final_eval_stochastic_returns=[r.final_eval_stochastic_return for r in group],
+                median_final_eval_stochastic_return=_median_of_all([r.final_eval_stochastic_return for r in group]),
                 median_wall_s=float(statistics.median(r.wall_s for r in group)),
             )
         )
@@ -418,21 +477,29 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     The summary as a markdown table (the one in ``docs/benchmarks.md``).
 
     :param rows: Rows from :func:`summarize`.
-    :return: Markdown text.
+    :return: Markdown text; the final evaluation's column shows its number of episodes and the median
+        over seeds of each policy's mean return (deterministic / stochastic), "–" for runs without one.
     """
     lines = [
         "| env | algorithm | n_envs | reached (median steps) | stayed (median steps) | final return (median) "
-        "| final return, stochastic policy (median) | wall time (median) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| final return, stochastic policy (median) | final evaluation: episodes, deterministic / stochastic "
+        "(median) | wall time (median) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         n = len(row["seeds"])
         reached = f"{_steps(row['median_reached'])} ({row['n_reached']}/{n})"
         stochastic = row.get("median_final_stochastic_return", float("nan"))
+        final = "–"
+        if row.get("final_episodes"):
+            final = (
+                f"{row['final_episodes']}: {row['median_final_eval_return']:.1f} / "
+                f"{row['median_final_eval_stochastic_return']:.1f}"
+            )
         lines.append(
             f"| {row['env']} | {row['algo']} | {row['n_envs']} | {reached} "
             f"| {_steps(row['median_stayed'])} ({row['n_stayed']}/{n}) | {row['median_final_return']:.1f} "
-            f"| {'–' if np.isnan(stochastic) else f'{stochastic:.1f}'} | {row['median_wall_s']:.0f} s |"
+            f"| {'–' if np.isnan(stochastic) else f'{stochastic:.1f}'} | {final} | {row['median_wall_s']:.0f} s |"
         )
     return "\n".join(lines)
 
@@ -574,6 +641,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--budget", type=int, default=None, help="override every env's budget")
     parser.add_argument("--eval-freq", type=int, default=None, help="override every env's evaluation interval")
     parser.add_argument("--eval-episodes", type=int, default=None, help="override every env's evaluation episodes")
+    parser.add_argument(
+        "--final-episodes",
+        type=int,
+        default=None,
+        help="episodes of a last evaluation of each trained model, each way (default: the env's; 0: none)",
+    )
     parser.add_argument("--tag", default="", help="suffix of the result files, e.g. _quick")
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="folder of the result files")
     parser.add_argument(
@@ -594,9 +667,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         report(runs_path, args.tag, args.results_dir)
         return
 
-    overrides = {"budget": args.budget, "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes}
+    overrides = {
+        "budget": args.budget,
+        "eval_freq": args.eval_freq,
+        "eval_episodes": args.eval_episodes,
+        "final_episodes": args.final_episodes,
+    }
     if args.quick:
-        overrides = {"budget": 5_000, "eval_freq": 1_000, "eval_episodes": 2}
+        overrides = {"budget": 5_000, "eval_freq": 1_000, "eval_episodes": 2, "final_episodes": 2}
     settings = {env: env_setting(env, **overrides) for env in args.envs}
     done = {(r.env, r.algo, r.seed) for r in load_runs(runs_path)}
     jobs = [
@@ -618,7 +696,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 file.write(json.dumps(asdict(result)) + "\n")
             bar.write(
                 f"{result.env} {result.algo} seed {result.seed}: reached {_steps(result.reached)}, "
-                f"stayed {_steps(result.stayed)}, final {result.final_return:.1f}, {result.wall_s:.0f} s"
+                f"stayed {_steps(result.stayed)}, final {result.final_return:.1f} "
+                f"({len(result.final_episode_returns)} episodes: {result.final_eval_return:.1f}), {result.wall_s:.0f} s"
             )
             bar.update()
     report(runs_path, args.tag, args.results_dir)

@@ -79,6 +79,27 @@ def test_runs_record_both_policies_and_training_diagnostics(algo: str) -> None:
     assert f"| CartPole-v1 | {algo} | 1 500 |" in table and f"| CartPole-v1 | {algo} | 3 000 |" in table
 
 
+def test_final_evaluation_plays_the_trained_model_each_way() -> None:
+    setting = sample_efficiency.EnvSetting(threshold=1e9, budget=600, eval_freq=300, eval_episodes=1, final_episodes=3)
+    run = sample_efficiency.run_one("CartPole-v1", "reinforce", 0, setting)
+    assert len(run.final_episode_returns) == len(run.final_stochastic_episode_returns) == 3
+    assert all(r >= 8 for r in run.final_episode_returns + run.final_stochastic_episode_returns)
+    assert run.final_eval_return == pytest.approx(np.mean(run.final_episode_returns))
+    other = result([1.0, 2.0])
+    other.seed = 1
+    assert np.isnan(other.final_eval_return)  # no final evaluation asked for
+    rows = sample_efficiency.summarize([run, other])
+    assert rows[0]["final_episodes"] == 3
+    assert rows[0]["final_eval_returns"][0] == run.final_eval_return
+    no_final = sample_efficiency.summarize([other])
+    assert no_final[0]["final_episodes"] == 0 and "| – |" in sample_efficiency.markdown_table(no_final)
+    alone = sample_efficiency.summarize([run])
+    table = sample_efficiency.markdown_table(alone)
+    assert f"| 3: {run.final_eval_return:.1f} / {run.final_eval_stochastic_return:.1f} |" in table
+    assert sample_efficiency.env_setting("LunarLander-v3").final_episodes == 100
+    assert sample_efficiency.env_setting("LunarLander-v3", final_episodes=0).final_episodes == 0
+
+
 def test_diagnostics_record_how_many_gradient_steps_target_kl_left() -> None:
     setting = sample_efficiency.EnvSetting(threshold=1e9, budget=3_000, eval_freq=1_000, eval_episodes=2)
     hyperparams = {"gradient_steps": 8, "target_kl": 0.001, "learning_rate": 0.01}
