@@ -191,13 +191,17 @@ class RunResult:
     @property
     def final_eval_return(self) -> float:
         """Mean return of the final evaluation's episodes, deterministic policy (NaN when there was none)."""
-        return float(np.mean(self.final_episode_returns)) if self.final_episode_returns else float("nan")
+        return _mean_or_nan(self.final_episode_returns)
 
     @property
     def final_eval_stochastic_return(self) -> float:
         """Mean return of the final evaluation's episodes, stochastic policy (NaN when there was none)."""
-        values = self.final_stochastic_episode_returns
-        return float(np.mean(values)) if values else float("nan")
+        return _mean_or_nan(self.final_stochastic_episode_returns)
+
+
+def _mean_or_nan(values: Sequence[float]) -> float:
+    """Mean of ``values`` (NaN when there are none)."""
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 #: Training statistics read from the logger at each rollout end (the last update's) and averaged
@@ -383,13 +387,12 @@ def run_one(
         start = time.perf_counter()
         model.learn(setting.budget, callback=callback)
         result.wall_s = time.perf_counter() - start
+        assert model.env is not None
         if setting.final_episodes > 0:
-            assert model.env is not None
             result.final_episode_returns, result.final_stochastic_episode_returns = (
                 play_episodes(model, model.env, eval_env, setting.final_episodes, d) for d in (True, False)
             )
         eval_env.close()
-        assert model.env is not None
         model.env.close()
     return result
 
@@ -439,6 +442,8 @@ def summarize(runs: Iterable[RunResult]) -> list[dict[str, Any]]:
         groups.items(), key=lambda kv: (env_order.get(kv[0][0], 99), kv[0][0], ALGOS.index(kv[0][1]))
     ):
         group.sort(key=lambda r: r.seed)
+        final_eval = [r.final_eval_return for r in group]
+        final_eval_stochastic = [r.final_eval_stochastic_return for r in group]
         rows.append(
             dict(
                 env=env,
@@ -458,10 +463,10 @@ def summarize(runs: Iterable[RunResult]) -> list[dict[str, Any]]:
                 final_stochastic_returns=[r.final_stochastic_return for r in group],
                 median_final_stochastic_return=float(statistics.median(r.final_stochastic_return for r in group)),
                 final_episodes=min(len(r.final_episode_returns) for r in group),
-                final_eval_returns=[r.final_eval_return for r in group],
-                median_final_eval_return=_median_of_all([r.final_eval_return for r in group]),
-                final_eval_stochastic_returns=[r.final_eval_stochastic_return for r in group],
-                median_final_eval_stochastic_return=_median_of_all([r.final_eval_stochastic_return for r in group]),
+                final_eval_returns=final_eval,
+                median_final_eval_return=_median_of_all(final_eval),
+                final_eval_stochastic_returns=final_eval_stochastic,
+                median_final_eval_stochastic_return=_median_of_all(final_eval_stochastic),
                 median_wall_s=float(statistics.median(r.wall_s for r in group)),
             )
         )
